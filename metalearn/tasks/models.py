@@ -1,0 +1,113 @@
+"""Flax NNX models used by the tasks: MLP, small CNN, autoencoder, character transformer LM."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "tanh": jnp.tanh,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+}
+
+
+def activation(name: str):
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
+  return ACTIVATIONS[name]
+
+
+class MLP(nnx.Module):
+  """Flattens its input, then ``len(hidden)`` dense layers with ``act`` and a linear head."""
+
+  def __init__(self, in_size: int, hidden: Sequence[int], out_size: int, act: str, *, rngs):
+    sizes = [in_size, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.head = nnx.Linear(sizes[-1], out_size, rngs=rngs)
+    self.act = activation(act)
+
+  def __call__(self, x):
+    x = x.reshape(x.shape[0], -1)
+    for layer in self.layers:
+      x = self.act(layer(x))
+    return self.head(x)
+
+
+class CNN(nnx.Module):
+  """3x3 convolutions (stride 2 after the first) with ``act``, global mean pool, linear head."""
+
+  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs):
+    chans = [in_channels, *channels]
+    self.convs = nnx.List([
+        nnx.Conv(a, b, kernel_size=(3, 3), strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
+                 rngs=rngs)
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
+    self.head = nnx.Linear(chans[-1], out_size, rngs=rngs)
+    self.act = activation(act)
+
+  def __call__(self, x):
+    for conv in self.convs:
+      x = self.act(conv(x))
+    return self.head(x.mean(axis=(1, 2)))
+
+
+class Autoencoder(nnx.Module):
+  """MLP encoder to a bottleneck and MLP decoder back to the (flattened) input."""
+
+  def __init__(self, in_size: int, hidden: Sequence[int], act: str, *, rngs):
+    enc = [in_size, *hidden]
+    dec = [*reversed(hidden), in_size]
+    self.enc = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(enc[:-1], enc[1:])])
+    self.dec = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dec[:-1], dec[1:])])
+    self.act = activation(act)
+
+  def __call__(self, x):
+    h = x.reshape(x.shape[0], -1)
+    for layer in self.enc:
+      h = self.act(layer(h))
+    for i, layer in enumerate(self.dec):
+      h = layer(h)
+      if i < len(self.dec) - 1:
+        h = self.act(h)
+    return h
+
+
+class TransformerBlock(nnx.Module):
+
+  def __init__(self, d_model: int, num_heads: int, *, rngs):
+    self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
+    self.attn = nnx.MultiHeadAttention(num_heads=num_heads, in_features=d_model, decode=False,
+                                       rngs=rngs)
+    self.ln2 = nnx.LayerNorm(d_model, rngs=rngs)
+    self.up = nnx.Linear(d_model, 4 * d_model, rngs=rngs)
+    self.down = nnx.Linear(4 * d_model, d_model, rngs=rngs)
+
+  def __call__(self, x, mask):
+    x = x + self.attn(self.ln1(x), mask=mask)
+    return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
+
+
+class CharTransformer(nnx.Module):
+  """A small pre-LayerNorm causal transformer over character ids."""
+
+  def __init__(self, vocab_size: int, seq_len: int, d_model: int, num_layers: int, num_heads: int,
+               *, rngs):
+    self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
+    self.pos = nnx.Param(jax.random.normal(rngs.params(), (seq_len, d_model)) * 0.02)
+    self.blocks = nnx.List([TransformerBlock(d_model, num_heads, rngs=rngs)
+                            for _ in range(num_layers)])
+    self.ln = nnx.LayerNorm(d_model, rngs=rngs)
+    self.head = nnx.Linear(d_model, vocab_size, rngs=rngs)
+
+  def __call__(self, tokens):
+    t = tokens.shape[-1]
+    x = self.embed(tokens) + self.pos[...][:t]
+    mask = nnx.make_causal_mask(tokens)
+    for block in self.blocks:
+      x = block(x, mask)
+    return self.head(self.ln(x))
