@@ -1,0 +1,3 @@
+"""Meta-training: truncated unrolls, meta-gradient estimators, and the meta-trainer."""
+from metalearn.meta.estimators import ES, ESTIMATORS, NRES, PES, TBPTT, make_estimator
+from metalearn.meta.unroll import InnerState, UnrollConfig

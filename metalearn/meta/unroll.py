@@ -1,0 +1,106 @@
+"""Truncated inner training: one inner run advanced ``K`` steps with ``lax.scan``.
+
+An inner run is an ``InnerState`` (params, optimizer state, step, horizon, ...). ``unroll`` advances
+it by one truncation at meta-parameters ``theta`` and returns the truncation's meta-loss:
+
+    meta_loss = mean_k  log(loss_k / loss_0)          (meta_loss="log", the default)
+    meta_loss = mean_k  loss_k / loss_0               (meta_loss="ratio")
+
+where ``loss_0`` is the run's loss at initialisation, so tasks of different loss scales count alike.
+A run whose loss turns non-finite or exceeds ``divergence_factor * loss_0`` is marked diverged
+inside the scan: from then on its parameters are frozen, its losses are clipped, and the estimator
+masks it out of the meta-gradient. ``reset_finished`` restarts finished or diverged runs with a fresh
+init and a freshly sampled horizon; horizons are multiples of ``K``, so runs end on truncation
+boundaries and no reset is needed inside the scan.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metalearn.optimizers.base import LearnedRule
+from metalearn.tasks.base import Task
+
+
+class InnerState(NamedTuple):
+  params: Any
+  opt_state: Any
+  step: jax.Array        # int32, steps done in this run
+  horizon: jax.Array     # int32, this run's length (a multiple of K)
+  init_loss: jax.Array   # float32, loss at initialisation (meta-loss normaliser)
+  diverged: jax.Array    # bool
+
+
+@dataclasses.dataclass(frozen=True)
+class UnrollConfig:
+  truncation_length: int = 10
+  min_horizon: int = 50
+  max_horizon: int = 200
+  divergence_factor: float = 10.0
+  meta_loss: str = "log"   # "log" or "ratio"
+  remat: bool = False      # jax.checkpoint each inner step (TBPTT memory)
+  stagger: bool = True     # shorten each member's first run at random to desynchronise runs
+
+
+def sample_horizon(key, cfg: UnrollConfig):
+  """Log-uniform between the bounds, rounded to a multiple of the truncation length."""
+  k = cfg.truncation_length
+  lo, hi = max(cfg.min_horizon / k, 1.0), max(cfg.max_horizon / k, 1.0)
+  n = jnp.exp(jax.random.uniform(key, (), minval=jnp.log(lo), maxval=jnp.log(hi + 0.999)))
+  return (jnp.floor(n).astype(jnp.int32) * k).clip(k, None)
+
+
+def fresh_state(task: Task, rule: LearnedRule, theta, data, key, cfg: UnrollConfig,
+                horizon=None) -> InnerState:
+  k_init, k_batch, k_h = jax.random.split(key, 3)
+  params = task.init(k_init)
+  if horizon is None:
+    horizon = sample_horizon(k_h, cfg)
+  opt_state = rule.as_optax(theta, num_steps=horizon).init(params)
+  init_loss = task.loss(params, task.batch(data, k_batch))
+  return InnerState(params, opt_state, jnp.zeros((), jnp.int32), horizon,
+                    jnp.maximum(init_loss, 1e-6), jnp.zeros((), bool))
+
+
+def _step_meta_loss(loss, init_loss, bad, cfg: UnrollConfig):
+  ratio = loss / init_loss
+  if cfg.meta_loss == "log":
+    value, ceiling = jnp.log(jnp.maximum(ratio, 1e-6)), jnp.log(cfg.divergence_factor)
+  else:
+    value, ceiling = ratio, cfg.divergence_factor
+  return jnp.where(bad, ceiling, jnp.minimum(value, ceiling))
+
+
+def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, cfg: UnrollConfig):
+  """Advances one run by ``cfg.truncation_length`` steps. Returns (state, meta_loss, metrics)."""
+
+  def step(st: InnerState, k):
+    batch = task.batch(data, k)
+    loss, grads = jax.value_and_grad(task.loss)(st.params, batch)
+    tx = rule.as_optax(theta, num_steps=st.horizon)
+    updates, opt_state = tx.update(grads, st.opt_state, st.params, loss=loss)
+    params = optax.apply_updates(st.params, updates)
+    bad = st.diverged | ~jnp.isfinite(loss) | (loss > cfg.divergence_factor * st.init_loss)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)
+    new = InnerState(keep(params, st.params), keep(opt_state, st.opt_state), st.step + 1,
+                     st.horizon, st.init_loss, bad)
+    return new, (_step_meta_loss(loss, st.init_loss, bad, cfg), jnp.where(bad, 0.0, loss))
+
+  if cfg.remat:
+    step = jax.checkpoint(step)
+  keys = jax.random.split(key, cfg.truncation_length)
+  state, (meta_losses, losses) = jax.lax.scan(step, state, keys)
+  return state, jnp.mean(meta_losses), {"loss": losses[-1], "diverged": state.diverged}
+
+
+def reset_finished(task: Task, rule: LearnedRule, theta, state: InnerState, data, key,
+                   cfg: UnrollConfig):
+  """Restarts runs that reached their horizon or diverged. Returns (state, was_reset)."""
+  done = (state.step >= state.horizon) | state.diverged
+  fresh = fresh_state(task, rule, jax.lax.stop_gradient(theta), data, key, cfg)
+  state = jax.tree.map(lambda f, s: jnp.where(done, f, s), fresh, state)
+  return state, done
