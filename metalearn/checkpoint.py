@@ -1,0 +1,104 @@
+"""The one orbax checkpoint wrapper: async saves, keep-N, preemption-aware, config as JSON.
+
+A checkpoint holds the whole meta-training state (meta-parameters, outer optimizer state,
+estimator state with every inner run, the RNG key and the step) plus the config as JSON, so that a
+run restarted on the same workdir continues exactly where it stopped. Arrays are stored as a flat
+dict keyed by position in the state's pytree; restoring needs a template of the same structure,
+which the trainer builds from the config (and refuses to do when the stored config differs).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _is_key(x) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _flatten(tree) -> dict:
+  leaves = jax.tree.leaves(tree)
+  return {f"{i:05d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)}
+
+
+def _unflatten(template, flat: dict):
+  leaves, treedef = jax.tree.flatten(template)
+  out = []
+  for i, t in enumerate(leaves):
+    x = flat[f"{i:05d}"]
+    out.append(jax.random.wrap_key_data(x) if _is_key(t) else x)
+  return jax.tree.unflatten(treedef, out)
+
+
+def _abstract(x):
+  if _is_key(x):
+    data = jax.eval_shape(jax.random.key_data, x)
+    return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=getattr(x, "sharding", None))
+  return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+
+
+class Checkpointer:
+  """``save(step, state, config)``, ``restore(template)``, ``latest_step()``, ``config()``."""
+
+  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(directory) if "://" not in directory else directory
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("state", "config"))
+    self._preempted = threading.Event()
+
+  # -- preemption ---------------------------------------------------------------------------------
+  def install_signal_handlers(self) -> None:
+    """On SIGTERM (spot preemption, ``kill``) finish the current step, save, and stop."""
+    if threading.current_thread() is not threading.main_thread():
+      return
+    signal.signal(signal.SIGTERM, lambda *_: self._preempted.set())
+
+  def should_stop(self, step: int) -> bool:
+    return self._preempted.is_set() or self._manager.reached_preemption(step)
+
+  # -- save / restore -----------------------------------------------------------------------------
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state, config: dict, *, force: bool = False) -> bool:
+    return self._manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(_flatten(state)),
+                                      config=ocp.args.JsonSave(config)), force=force)
+
+  def config(self, step: int | None = None) -> dict:
+    step = self.latest_step() if step is None else step
+    out = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return dict(out["config"])
+
+  def restore(self, template, step: int | None = None):
+    """Restores into the structure (and shardings) of ``template`` (arrays or abstract arrays)."""
+    step = self.latest_step() if step is None else step
+    abstract = {k: _abstract(v) for k, v in _flatten_abstract(template).items()}
+    out = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    return _unflatten(template, out["state"])
+
+  def restore_arrays(self, step: int | None = None) -> dict:
+    """The raw flat arrays of a checkpoint, as numpy, with no template (for inspection/export)."""
+    step = self.latest_step() if step is None else step
+    out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return {k: np.asarray(v) for k, v in out["state"].items()}
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _flatten_abstract(tree) -> dict:
+  return {f"{i:05d}": x for i, x in enumerate(jax.tree.leaves(tree))}

@@ -1,0 +1,1 @@
+"""Successor training against tuned baselines, metrics and reports."""

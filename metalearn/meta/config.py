@@ -1,0 +1,188 @@
+"""Meta-training configs: Python files with ``get_config()``, overridable key by key.
+
+Every key a config may set is in ``default_config()`` with its default and a comment; a config file
+returns a ConfigDict that sets some of them, and ``--config.KEY=VALUE`` flags override them. Unknown
+keys and invalid values are rejected before any work starts.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+# Keys that may change between runs on one workdir without making its checkpoint incompatible.
+RESUMABLE_KEYS = frozenset({
+    "num_outer_steps", "checkpoint_every", "keep_checkpoints", "log_every", "eval_every",
+    "eval_horizon", "eval_tasks", "data_dir", "num_devices", "progress", "multihost",
+    "coordinator_address", "num_processes", "process_id", "name"})
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = "default"
+  # The learned rule and its constructor arguments.
+  c.rule = "mlp_lopt"                  # mlp_lopt | hyperparam_net | adam | sgdm
+  c.rule_kwargs = ml_collections.ConfigDict({"hidden_size": 8})
+  # Task distribution: explicit specs (list of TaskSpec dicts) or types sampled from families.
+  c.task_specs = ()                    # e.g. ({"kind": "image_mlp", "dataset": "digits", ...},)
+  c.task_families = ("image_mlp",)     # families sampled round-robin when task_specs is empty
+  c.num_task_types = 2                 # how many concrete task configs to sample
+  c.task_seed = 0
+  c.population_per_task = 8            # inner runs (pairs, for ES) per task type; divides devices
+  # Truncated unrolls.
+  c.truncation_length = 10
+  c.min_horizon = 50
+  c.max_horizon = 200
+  c.divergence_factor = 10.0
+  c.meta_loss = "log"                  # log | ratio (of loss to the run's initial loss)
+  c.remat = False
+  # Meta-gradient estimator.
+  c.estimator = "pes"                  # tbptt | es | pes | nres
+  c.es_sigma = 0.01
+  # Outer loop.
+  c.outer_optimizer = "adam"           # adam | sgd | pretrained:NAME | a meta-train workdir
+  c.outer_lr = 3e-3
+  c.outer_grad_clip = 1.0
+  c.num_outer_steps = 300
+  c.seed = 0
+  # Bookkeeping.
+  c.checkpoint_every = 50
+  c.keep_checkpoints = 3
+  c.log_every = 10
+  c.eval_every = 0                     # 0: evaluate only at the end
+  c.eval_horizon = 200
+  c.eval_tasks = ()                    # TaskSpec dicts; empty: the meta-training task types
+  c.data_dir = ""                      # TFDS data dir; empty: $TFDS_DATA_DIR or the cache dir
+  c.num_devices = 0                    # 0: all devices of all hosts
+  c.progress = True
+  # Multi-host (JAX distributed runtime).
+  c.multihost = False
+  c.coordinator_address = ""
+  c.num_processes = 0
+  c.process_id = -1
+  return c
+
+
+def load_config(path: str | None) -> ml_collections.ConfigDict:
+  """The default config updated with the ConfigDict that ``path``'s ``get_config()`` returns."""
+  config = default_config()
+  if not path:
+    return config
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path} does not exist; pass a Python file with "
+                            "get_config(), e.g. experiments/default.py.")
+  spec = importlib.util.spec_from_file_location("metalearn_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path} has no get_config() function.")
+  override(config, dict(module.get_config()), source=path)
+  return config
+
+
+def _suggest(key, keys):
+  close = difflib.get_close_matches(key, keys, n=3)
+  return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def override(config: ml_collections.ConfigDict, values: dict, *, source: str = "override"):
+  for key, value in values.items():
+    if key not in config:
+      raise ValueError(f"unknown config key {key!r} (from {source}).{_suggest(key, list(config))} "
+                       f"Valid keys: {', '.join(sorted(config))}.")
+    if key == "rule_kwargs":
+      config.rule_kwargs = ml_collections.ConfigDict(dict(value))
+    elif isinstance(config[key], tuple):
+      config[key] = tuple(value)
+    else:
+      with config.ignore_type():
+        config[key] = value
+
+
+def parse_value(text: str, current):
+  """Parses a flag value as a Python literal when it is one, else as a string."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(current, bool) and isinstance(value, str):
+    if value.lower() in ("true", "false", "1", "0"):
+      return value.lower() in ("true", "1")
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  return value
+
+
+def apply_flags(config: ml_collections.ConfigDict, flags: list[str]) -> None:
+  """Applies ``KEY=VALUE`` pairs (from ``--config.KEY=VALUE``); nested ``rule_kwargs.X`` allowed."""
+  for flag in flags:
+    if "=" not in flag:
+      raise ValueError(f"--config.{flag} needs a value: --config.{flag}=VALUE.")
+    key, text = flag.split("=", 1)
+    if key.startswith("rule_kwargs."):
+      sub = key.split(".", 1)[1]
+      current = config.rule_kwargs.get(sub)
+      with config.rule_kwargs.ignore_type():
+        config.rule_kwargs[sub] = parse_value(text, current)
+      continue
+    if key not in config:
+      raise ValueError(f"unknown config key {key!r} (from --config.{flag}).{_suggest(key, list(config))}")
+    value = parse_value(text, config[key])
+    expected = type(config[key])
+    if expected in (int, float) and not isinstance(value, (int, float)) or (
+        expected is bool and not isinstance(value, bool)):
+      raise ValueError(f"--config.{key}={text}: expected a {expected.__name__}.")
+    override(config, {key: value}, source=f"--config.{key}")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the first invalid value and how to fix it."""
+  from metalearn.meta.estimators import ESTIMATORS
+  from metalearn.optimizers import RULES
+  c = config
+
+  def need(cond, msg):
+    if not cond:
+      raise ValueError(f"invalid config: {msg}")
+
+  need(isinstance(c.num_outer_steps, int) and c.num_outer_steps > 0,
+       f"num_outer_steps must be a positive integer, got {c.num_outer_steps!r}.")
+  need(c.truncation_length > 0, f"truncation_length must be > 0, got {c.truncation_length}.")
+  need(c.min_horizon > 0 and c.max_horizon >= c.min_horizon,
+       f"need 0 < min_horizon <= max_horizon, got {c.min_horizon}, {c.max_horizon}.")
+  need(c.truncation_length <= c.min_horizon,
+       f"truncation_length ({c.truncation_length}) is longer than the shortest horizon "
+       f"(min_horizon={c.min_horizon}); lower truncation_length or raise min_horizon.")
+  need(c.population_per_task > 0, f"population_per_task must be > 0, got {c.population_per_task}.")
+  need(c.population_per_task % num_devices == 0,
+       f"population_per_task={c.population_per_task} does not divide over {num_devices} devices; "
+       f"use a multiple of {num_devices} (or set num_devices).")
+  need(c.estimator in ESTIMATORS, f"estimator must be one of {list(ESTIMATORS)}, got {c.estimator!r}.")
+  need(c.rule in RULES, f"rule must be one of {sorted(RULES)}, got {c.rule!r}.")
+  need(c.es_sigma > 0, f"es_sigma must be > 0, got {c.es_sigma}.")
+  need(c.outer_lr > 0, f"outer_lr must be > 0, got {c.outer_lr}.")
+  need(c.divergence_factor > 1, f"divergence_factor must be > 1, got {c.divergence_factor}.")
+  need(c.meta_loss in ("log", "ratio"), f"meta_loss must be 'log' or 'ratio', got {c.meta_loss!r}.")
+  need(c.checkpoint_every > 0, f"checkpoint_every must be > 0, got {c.checkpoint_every}.")
+  need(c.keep_checkpoints > 0, f"keep_checkpoints must be > 0, got {c.keep_checkpoints}.")
+  need(c.log_every > 0, f"log_every must be > 0, got {c.log_every}.")
+  need(c.eval_horizon > 0, f"eval_horizon must be > 0, got {c.eval_horizon}.")
+  need(c.task_specs or (c.task_families and c.num_task_types > 0),
+       "set task_specs, or task_families with num_task_types > 0.")
+
+
+def to_json(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json())
+
+
+def incompatible_keys(stored: dict, current: dict) -> list[str]:
+  keys = (set(stored) | set(current)) - RESUMABLE_KEYS
+  return sorted(k for k in keys if _norm(stored.get(k)) != _norm(current.get(k)))
+
+
+def _norm(v):
+  return json.loads(json.dumps(v))

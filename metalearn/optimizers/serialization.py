@@ -1,0 +1,76 @@
+"""Saving and loading a rule's meta-parameters in safetensors (no pickle) with JSON metadata."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from metalearn.optimizers import base
+
+FORMAT = "metalearn.rule.v1"
+
+
+def _flat_names(theta) -> dict[str, np.ndarray]:
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(theta)[0]:
+    name = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
+    out[name] = np.asarray(leaf, np.float32)
+  return out
+
+
+def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
+  """Writes ``theta`` and the rule's name/config atomically (temp file, then rename)."""
+  from metalearn.optimizers import RULES
+  names = {v: k for k, v in RULES.items()}
+  if type(rule) not in names:
+    raise ValueError(f"cannot save a rule of unregistered type {type(rule).__name__}.")
+  meta = {"format": FORMAT, "rule": names[type(rule)], "rule_config": json.dumps(rule.config()),
+          **{k: json.dumps(v) for k, v in metadata.items()}}
+  d = os.path.dirname(os.path.abspath(path))
+  os.makedirs(d, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+  os.close(fd)
+  try:
+    save_file(_flat_names(theta), tmp, metadata=meta)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def load_rule(path: str):
+  """Returns ``(rule, theta, metadata)`` from a file written by ``save_rule``."""
+  from metalearn.optimizers import make_rule
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no meta-parameter file at {path}.")
+  try:
+    from safetensors import safe_open
+    with safe_open(path, framework="numpy") as f:
+      meta = f.metadata() or {}
+    arrays = load_file(path)
+  except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path} is not a readable metalearn weights file (corrupt or truncated: "
+                     f"{e}). Re-install the package or re-export the rule.") from e
+  if meta.get("format") != FORMAT:
+    raise ValueError(f"{path} is not a metalearn rule file (format {meta.get('format')!r}).")
+  rule = make_rule(meta["rule"], **{k: v for k, v in json.loads(meta["rule_config"]).items()
+                                    if k != "name"})
+  template = jax.eval_shape(rule.init_meta_params, jax.random.key(0))
+  names = _flat_names(jax.tree.map(lambda x: np.zeros(x.shape, np.float32), template))
+  missing = set(names) - set(arrays)
+  if missing:
+    raise ValueError(f"{path} lacks meta-parameters {sorted(missing)} for rule {meta['rule']}.")
+  leaves = [jnp.asarray(arrays[n]) for n in names]
+  theta = jax.tree.unflatten(jax.tree.structure(template), leaves)
+  rule.check_meta_params(theta)
+  for n, x in zip(names, leaves):
+    if not bool(jnp.all(jnp.isfinite(x))):
+      raise ValueError(f"{path}: meta-parameter {n} holds non-finite values (corrupt file).")
+  extra = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "rule", "rule_config")}
+  return rule, theta, extra

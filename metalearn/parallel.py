@@ -1,0 +1,69 @@
+"""Device mesh, sharding of the task population, and multi-host start-up.
+
+The task population is the sharded axis: a one-dimensional Mesh with axis ``'task'`` over every
+device of every host. Meta-parameters and datasets are replicated; population leaves are split
+along their leading axis. The same code runs on 1 CPU device, 8 emulated CPU devices, a GPU and a
+TPU pod slice.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "task"
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None,
+                           local_device_ids=None) -> None:
+  """Starts JAX's multi-controller runtime; call before any device is touched.
+
+  On Cloud TPU pass nothing: JAX reads the slice's topology from the metadata server. Elsewhere
+  pass the coordinator's ``host:port``, the number of processes and this process's id.
+  """
+  given = [coordinator_address is not None, num_processes is not None, process_id is not None]
+  if any(given) and not all(given):
+    raise ValueError("multi-host start-up needs all of coordinator_address, num_processes and "
+                     "process_id (or none of them, on Cloud TPU).")
+  if all(given):
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=int(num_processes), process_id=int(process_id),
+                               local_device_ids=local_device_ids)
+  else:
+    jax.distributed.initialize()
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D mesh over the first ``num_devices`` devices (all devices of all hosts by default)."""
+  devices = jax.devices()
+  n = len(devices) if not num_devices else int(num_devices)
+  if n > len(devices):
+    raise ValueError(f"asked for {n} devices but only {len(devices)} are visible "
+                     f"({jax.default_backend()}). On CPU set JAX_NUM_CPU_DEVICES={n} before JAX "
+                     "starts, or lower num_devices.")
+  # Auto axis types: the compiler places the population's collectives (GSPMD), and arrays carry
+  # no sharding in their types, so the same code runs on any device count.
+  return jax.make_mesh((n,), (AXIS,), axis_types=(AxisType.Auto,), devices=devices[:n])
+
+
+def population_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def put_replicated(tree, mesh: Mesh):
+  """Places host arrays on every device of the mesh (each host passes the full array)."""
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      tree)
+
+
+def is_main_process() -> bool:
+  return jax.process_index() == 0
