@@ -26,7 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.name = "default"
   # The learned rule and its constructor arguments.
   c.rule = "mlp_lopt"                  # mlp_lopt | hyperparam_net | adam | sgdm
-  c.rule_kwargs = ml_collections.ConfigDict({"hidden_size": 8})
+  c.rule_kwargs = ml_collections.ConfigDict({})
   # Task distribution: explicit specs (list of TaskSpec dicts) or types sampled from families.
   c.task_specs = ()                    # e.g. ({"kind": "image_mlp", "dataset": "digits", ...},)
   c.task_families = ("image_mlp",)     # families sampled round-robin when task_specs is empty

@@ -109,17 +109,17 @@ def factored_rows(shape):
   return shape[:-1]
 
 
-def init_second_moment(p):
+def init_second_moment(p, factored: bool = True):
   """Adafactor-style state: (row, col) factors for matrices, a full array otherwise."""
-  if is_factored(p.shape):
+  if factored and is_factored(p.shape):
     return (jnp.zeros(p.shape[:-1], jnp.float32), jnp.zeros(p.shape[-1:], jnp.float32))
   return (jnp.zeros(p.shape, jnp.float32), jnp.zeros((), jnp.float32))
 
 
-def update_second_moment(v, g2, decay):
+def update_second_moment(v, g2, decay, factored: bool = True):
   """EMA of g**2, factored over the last axis vs the rest for matrices."""
   row, col = v
-  if is_factored(g2.shape):
+  if factored and is_factored(g2.shape):
     new_row = decay * row + (1 - decay) * jnp.mean(g2, axis=-1)
     lead = tuple(range(g2.ndim - 1))
     new_col = decay * col + (1 - decay) * jnp.mean(g2, axis=lead)
@@ -127,10 +127,10 @@ def update_second_moment(v, g2, decay):
   return (decay * row + (1 - decay) * g2, col)
 
 
-def second_moment_estimate(v, shape):
+def second_moment_estimate(v, shape, factored: bool = True):
   """Full-shape estimate of E[g**2] from the (possibly factored) state."""
   row, col = v
-  if is_factored(shape):
+  if factored and is_factored(shape):
     row_mean = jnp.mean(row)
     return row[..., None] * col / jnp.maximum(row_mean, 1e-30)
   return row

@@ -6,7 +6,7 @@ matrices, so its state is ~2 floats per parameter). With ``r = rsqrt(v_hat + eps
 
     f = clip([g r, m_a r, m_b r, p / rms(p)], -clip, clip)
 
-A tiny MLP (``hidden_size`` ReLU units) reads ``f`` plus a per-tensor bias made from an embedding of
+A tiny MLP (``hidden_size`` ReLU units, 4 by default) reads ``f`` plus a per-tensor bias made from an embedding of
 the fraction of training done and the tensor's log-RMS, and outputs a direction ``d`` and a
 log-magnitude ``s``. The step is
 
@@ -48,13 +48,16 @@ class MLPLOptState(NamedTuple):
 class MLPLOpt(base.LearnedRule):
   """Per-parameter MLP learned optimizer (see module docstring for the math)."""
 
-  hidden_size: int = 8
+  hidden_size: int = 4
   init_lr: float = 1e-3
   fast_decay: float = 0.9
   slow_decay: float = 0.99
   second_moment_decay: float = 0.999
   eps: float = 1e-8
   feature_clip: float = 5.0
+  factored: bool = True          # Adafactor-style row/col second moments for matrices
+  param_feature: bool = True     # feed p / rms(p) to the MLP (one extra reduction per tensor)
+  grad_feature: bool = True      # feed g * rsqrt(v) to the MLP
   name: str = "mlp_lopt"
 
   def __post_init__(self):
@@ -90,7 +93,7 @@ class MLPLOpt(base.LearnedRule):
     def init_fn(params):
       base.check_float_params(params)
       zeros = lambda p: jnp.zeros(p.shape, jnp.float32)
-      v = jax.tree.map(base.init_second_moment, params)
+      v = jax.tree.map(lambda p: base.init_second_moment(p, rule.factored), params)
       is_pair = lambda x: isinstance(x, tuple)
       return MLPLOptState(
           count=jnp.zeros((), jnp.int32),
@@ -119,19 +122,24 @@ class MLPLOpt(base.LearnedRule):
         pf = p.astype(jnp.float32)
         mf = rule.fast_decay * mf + (1 - rule.fast_decay) * g
         ms = rule.slow_decay * ms + (1 - rule.slow_decay) * g
-        vr, vc = base.update_second_moment((vr, vc), g * g, rule.second_moment_decay)
-        v_hat = base.second_moment_estimate((vr, vc), g.shape) / bc_v
+        vr, vc = base.update_second_moment((vr, vc), g * g, rule.second_moment_decay,
+                                           rule.factored)
+        v_hat = base.second_moment_estimate((vr, vc), g.shape, rule.factored) / bc_v
         r = jax.lax.rsqrt(v_hat + rule.eps**2)
-        p_rms = base.rms(pf)
         c = rule.feature_clip
-        feats = (jnp.clip(g * r, -c, c), jnp.clip(mf * r, -c, c), jnp.clip(ms * r, -c, c),
-                 jnp.clip(pf / (p_rms + 1e-8), -c, c))
-        tensor_bias = hidden_time + theta["w_tensor"][-1] * (0.2 * jnp.log(p_rms + 1e-8))
+        feats = [jnp.clip(mf * r, -c, c), jnp.clip(ms * r, -c, c)]
+        if rule.grad_feature:
+          feats.insert(0, jnp.clip(g * r, -c, c))
+        tensor_bias = hidden_time
+        if rule.param_feature:
+          p_rms = base.rms(pf)
+          feats.append(jnp.clip(pf / (p_rms + 1e-8), -c, c))
+          tensor_bias = tensor_bias + theta["w_tensor"][-1] * (0.2 * jnp.log(p_rms + 1e-8))
         direction = theta["b_out"][0]
         log_mag = theta["b_out"][1]
         for j in range(rule.hidden_size):  # unrolled so XLA fuses it into one elementwise loop
           pre = tensor_bias[j]
-          for i in range(NUM_FEATURES):
+          for i in range(len(feats)):
             pre = pre + feats[i] * theta["w_in"][i, j]
           act = jax.nn.relu(pre)
           direction = direction + act * theta["w_out"][j, 0]
