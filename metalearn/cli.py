@@ -46,7 +46,7 @@ def meta_train(argv) -> int:
   from metalearn.meta.trainer import MetaTrainer
   trainer = MetaTrainer(config, args.workdir)
   trainer.train()
-  return 0
+  return 143 if trainer.preempted else 0  # 128 + SIGTERM: supervisors see an unfinished run
 
 
 def evaluate(argv) -> int:

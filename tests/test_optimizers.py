@@ -359,7 +359,7 @@ def test_serialization_keeps_rule_config(tmp_path):
   serialization.save_rule(path, rule, theta)
   loaded_rule, loaded_theta, _ = serialization.load_rule(path)
   assert loaded_rule == rule
-  assert loaded_theta["w_in"].shape == (4, 3)
+  assert loaded_theta["w_in"].shape == (3, 3)  # g, m_fast, m_slow features
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])

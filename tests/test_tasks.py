@@ -142,8 +142,6 @@ def test_invalid_specs(kwargs, match):
     TaskSpec(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="TaskSpec does not validate `hidden`: widths < 1 pass and "
-                   "fail later in task.init with ZeroDivisionError / TypeError")
 @pytest.mark.parametrize("hidden", [(0,), (16, -3)])
 def test_non_positive_hidden_widths(hidden):
   with pytest.raises(ValueError, match="hidden"):

@@ -5,6 +5,20 @@ import json
 import math
 import os
 
+from etils import epath
+
+
+def write_text_atomic(path, text: str) -> None:
+  """Local files: temp file + rename; remote (gs://) files are written whole by the backend."""
+  path = epath.Path(path)
+  if "://" in str(path):
+    path.write_text(text)
+    return
+  tmp = str(path) + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, str(path))
+
 
 def _scalar(v):
   try:
@@ -23,28 +37,29 @@ class Telemetry:
     self._tb = None
     if not enabled:
       return
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self._truncate_after(start_step)  # a resumed run rewrites the steps it replays
-    self._file = open(self.path, "a")
+    # Rows are kept in memory and the file rewritten whole (atomically where the filesystem
+    # allows), which also works on gs://, where files cannot be appended to.
+    self.path = epath.Path(workdir) / "metrics.jsonl"
+    self._rows = self._rows_up_to(start_step)  # a resumed run rewrites the steps it replays
+    self._flush()
     try:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
-    except Exception as e:  # pragma: no cover - tensorboardX is a dependency
+      self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"), purge_step=start_step + 1)
+    except Exception as e:  # tensorboardX may lack a writer for this filesystem
       print(f"TensorBoard logging disabled: {e}")
     if progress:
       from tqdm.auto import tqdm
       self._bar = tqdm(total=total_steps, initial=start_step, desc="meta-train", unit="step",
                        dynamic_ncols=True)
 
-  def _truncate_after(self, step: int) -> None:
-    if not os.path.exists(self.path):
-      return
-    with open(self.path) as f:
-      keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(keep)
-    os.replace(tmp, self.path)
+  def _rows_up_to(self, step: int) -> list[str]:
+    if not self.path.exists():
+      return []
+    lines = self.path.read_text().splitlines()
+    return [line + "\n" for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+
+  def _flush(self) -> None:
+    write_text_atomic(self.path, "".join(self._rows))
 
   def log(self, step: int, metrics: dict) -> None:
     if not self.enabled:
@@ -54,8 +69,8 @@ class Telemetry:
       s = _scalar(v)
       if s is not None:
         row[k] = s
-    self._file.write(json.dumps(row) + "\n")
-    self._file.flush()
+    self._rows.append(json.dumps(row) + "\n")
+    self._flush()
     if self._tb is not None:
       for k, v in row.items():
         if k != "step" and isinstance(v, float):
@@ -72,7 +87,6 @@ class Telemetry:
   def close(self) -> None:
     if not self.enabled:
       return
-    self._file.close()
     if self._tb is not None:
       self._tb.close()
     if self._bar is not None:

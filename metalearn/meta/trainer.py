@@ -10,7 +10,8 @@ One outer step (a single ``jax.jit``) does, for every task type:
 2. inside ``jax.shard_map`` over the ``'task'`` mesh axis, ``vmap`` the estimator's
    ``member_grad`` over the local members (each advances its inner run(s) one truncation with
    ``lax.scan``);
-3. sum the masked per-member meta-gradients and weights, ``psum`` them over devices, divide;
+3. ``all_gather`` the masked per-member meta-gradients (theta-sized, so cheap) and sum them in
+   population order, so the mean is bitwise the same for any device count; ``psum`` the metrics;
 4. apply the outer optax transformation; keep ``theta`` unchanged if anything turned non-finite.
 """
 from __future__ import annotations
@@ -27,10 +28,13 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
+from etils import epath
+
 from metalearn import parallel
 from metalearn.checkpoint import Checkpointer
 from metalearn.meta import config as config_lib
 from metalearn.meta import estimators as est_lib
+from metalearn.meta.telemetry import write_text_atomic
 from metalearn.meta.unroll import UnrollConfig
 from metalearn.optimizers import make_rule
 from metalearn.tasks import TaskSpec, make_family, make_task
@@ -63,7 +67,7 @@ def make_outer_optimizer(config) -> optax.GradientTransformation:
   import metalearn
   if name.startswith("pretrained:"):
     tx = metalearn.pretrained(name.split(":", 1)[1], num_steps=config.num_outer_steps)
-  elif os.path.isdir(name):
+  elif epath.Path(name).is_dir():
     tx = metalearn.load_optimizer(name, num_steps=config.num_outer_steps)
   else:
     raise ValueError(f"invalid config: outer_optimizer {name!r}; use adam, sgd, "
@@ -109,6 +113,7 @@ class MetaTrainer:
                                   * config.truncation_length
                                   * est_lib.inner_runs_per_member(config.estimator))
     self._step_fn = None
+    self.preempted = False
 
   # -- state -------------------------------------------------------------------------------------
   def _init_state(self, key):
@@ -147,23 +152,25 @@ class MetaTrainer:
     member_keys = [jax.random.split(jax.random.fold_in(key, i), pop) for i in range(len(self.tasks))]
 
     def local(theta, members, datas, keys):
-      grad_sum = jax.tree.map(jnp.zeros_like, theta)
-      weight = jnp.zeros(())
+      grads, weights, new_members = [], [], []
       sums = {"meta_loss": jnp.zeros(()), "loss": jnp.zeros(()), "diverged": jnp.zeros(())}
       per_task_loss = []
-      new_members = []
       for task, m, data, k in zip(self.tasks, members, datas, keys):
         fn = lambda mm, kk, task=task, data=data: self.estimator.member_grad(
             task, self.rule, theta, mm, data, kk, self.ucfg)
         g, w, m, metrics = jax.vmap(fn)(m, k)
-        grad_sum = jax.tree.map(lambda a, b: a + jnp.sum(b, 0), grad_sum, g)
-        weight = weight + jnp.sum(w)
+        grads.append(g)
+        weights.append(w)
         for name in sums:
           sums[name] = sums[name] + jnp.sum(metrics[name].astype(jnp.float32))
         per_task_loss.append(jnp.sum(metrics["meta_loss"]))
         new_members.append(m)
-      grad_sum, weight, sums, per_task_loss = jax.lax.psum(
-          (grad_sum, weight, sums, per_task_loss), parallel.AXIS)
+      # Gather every member's (small, theta-sized) gradient and sum in population order: the
+      # result is the same on 1 device or 512, not merely close.
+      grads, weights = jax.lax.all_gather((grads, weights), parallel.AXIS, tiled=True)
+      grad_sum = jax.tree.map(lambda *gs: sum(jnp.sum(g, 0) for g in gs), *grads)
+      weight = sum(jnp.sum(w) for w in weights)
+      sums, per_task_loss = jax.lax.psum((sums, per_task_loss), parallel.AXIS)
       return grad_sum, weight, sums, per_task_loss, new_members
 
     grad_sum, weight, sums, per_task_loss, members = jax.shard_map(
@@ -182,7 +189,7 @@ class MetaTrainer:
     n = len(self.tasks) * pop
     metrics = {"meta_loss": sums["meta_loss"] / n, "inner_loss": sums["loss"] / n,
                "diverged_fraction": sums["diverged"] / n, "masked_fraction": 1 - weight / n,
-               "meta_grad_norm": optax.global_norm(grad), "theta_finite": finite}
+               "meta_grad_norm": optax.tree.norm(grad), "theta_finite": finite}
     for i, l in enumerate(per_task_loss):
       metrics[f"meta_loss/task{i}"] = l / pop
     new_state = {"step": state["step"] + 1, "key": state["key"], "theta": new_theta,
@@ -204,7 +211,7 @@ class MetaTrainer:
   # -- evaluation --------------------------------------------------------------------------------
   def evaluate(self, theta, *, seeds: int = 2) -> dict:
     """Trains each eval task from scratch with the rule and with Adam(1e-3); final test losses."""
-    from metalearn.evaluate.train import train_curve
+    from metalearn.evaluate.train import train_curves
     specs = ([TaskSpec.from_dict(dict(s)) for s in self.config.eval_tasks]
              or self.specs)
     out = {}
@@ -213,8 +220,8 @@ class MetaTrainer:
       h = self.config.eval_horizon
       rule_tx = self.rule.as_optax(jax.device_get(theta), num_steps=h)
       adam_tx = optax.adam(1e-3)
-      r = [train_curve(task, rule_tx, h, seed=s)["final_test_loss"] for s in range(seeds)]
-      a = [train_curve(task, adam_tx, h, seed=s)["final_test_loss"] for s in range(seeds)]
+      r = train_curves(task, rule_tx, h, seeds)["final_test_loss"]
+      a = train_curves(task, adam_tx, h, seeds)["final_test_loss"]
       out[spec.name] = {"rule": float(np.mean(r)), "adam_1e-3": float(np.mean(a))}
     return out
 
@@ -224,7 +231,7 @@ class MetaTrainer:
     from metalearn.meta.telemetry import Telemetry
     _check_workdir(self.workdir)
     cfg_json = config_lib.to_json(self.config)
-    ckpt = Checkpointer(os.path.join(self.workdir, CHECKPOINT_DIR),
+    ckpt = Checkpointer(str(epath.Path(self.workdir) / CHECKPOINT_DIR),
                         keep=self.config.keep_checkpoints)
     try:
       start = ckpt.latest_step()
@@ -242,10 +249,7 @@ class MetaTrainer:
         start = 0
         state = self.init_state()
       if parallel.is_main_process():
-        with open(os.path.join(self.workdir, "config.json") + ".tmp", "w") as f:
-          json.dump(cfg_json, f, indent=2)
-        os.replace(os.path.join(self.workdir, "config.json") + ".tmp",
-                   os.path.join(self.workdir, "config.json"))
+        write_text_atomic(epath.Path(self.workdir) / "config.json", json.dumps(cfg_json, indent=2))
       total = self.config.num_outer_steps
       telemetry = Telemetry(self.workdir, start_step=start, total_steps=total,
                             enabled=parallel.is_main_process(), progress=self.config.progress)
@@ -277,6 +281,7 @@ class MetaTrainer:
           ckpt.wait()
           telemetry.close()
           print(f"preempted: saved step {step}; run the same command to resume.")
+          self.preempted = True
           return state["theta"]
       ckpt.wait()
       theta = jax.device_get(state["theta"])
@@ -286,8 +291,7 @@ class MetaTrainer:
           pass
         final = self.evaluate(theta)
         telemetry.log(step, {f"eval/{k}/{m}": v for k, r in final.items() for m, v in r.items()})
-        with open(os.path.join(self.workdir, "eval.json"), "w") as f:
-          json.dump(final, f, indent=2)
+        write_text_atomic(epath.Path(self.workdir) / "eval.json", json.dumps(final, indent=2))
       telemetry.close()
       return theta
     finally:
@@ -296,7 +300,7 @@ class MetaTrainer:
   def export(self, theta, step: int) -> str:
     """Writes the meta-parameters as safetensors beside the checkpoints (what load_optimizer reads)."""
     from metalearn.optimizers.serialization import save_rule
-    path = os.path.join(self.workdir, EXPORT_FILE)
+    path = str(epath.Path(self.workdir) / EXPORT_FILE)
     save_rule(path, self.rule, theta, outer_step=int(step),
               train_horizon=[self.config.min_horizon, self.config.max_horizon],
               task_specs=[s.to_dict() for s in self.specs], estimator=self.config.estimator)
@@ -306,11 +310,11 @@ class MetaTrainer:
 def load_meta_params(workdir: str):
   """``(rule, theta, info)`` from a meta-train workdir: the latest checkpoint, else the export."""
   from metalearn.optimizers.serialization import load_rule
-  if not os.path.isdir(workdir):
+  if not epath.Path(workdir).is_dir():
     raise FileNotFoundError(f"{workdir} is not a directory; pass a meta-train workdir or a "
                             f"{EXPORT_FILE} file.")
-  ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
-  if os.path.isdir(ckpt_dir):
+  ckpt_dir = str(epath.Path(workdir) / CHECKPOINT_DIR)
+  if epath.Path(ckpt_dir).is_dir():
     ckpt = Checkpointer(ckpt_dir, async_save=False)
     try:
       step = ckpt.latest_step()
@@ -329,8 +333,8 @@ def load_meta_params(workdir: str):
         return rule, theta, {"outer_step": step, "source": ckpt_dir}
     finally:
       ckpt.close()
-  export = os.path.join(workdir, EXPORT_FILE)
-  if os.path.exists(export):
+  export = str(epath.Path(workdir) / EXPORT_FILE)
+  if epath.Path(export).exists():
     rule, theta, info = load_rule(export)
     return rule, theta, {**info, "source": export}
   raise FileNotFoundError(f"{workdir} holds no checkpoint and no {EXPORT_FILE}; run "

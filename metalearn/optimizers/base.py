@@ -74,6 +74,8 @@ def check_num_steps(num_steps) -> None:
   """``num_steps`` may be a traced array (meta-training samples horizons); Python ints are checked."""
   if isinstance(num_steps, (bool, np.bool_)):
     raise TypeError("num_steps must be a positive integer (the training horizon), got a bool.")
+  if isinstance(num_steps, jax.Array) and not isinstance(num_steps, jax.core.Tracer):
+    num_steps = num_steps.item() if num_steps.size == 1 else num_steps
   if isinstance(num_steps, (int, float, np.integer, np.floating)):
     if not num_steps > 0:
       raise ValueError(f"num_steps must be > 0 (the number of training steps the rule is told "

@@ -32,7 +32,7 @@ import optax
 
 from metalearn.optimizers import base
 
-NUM_FEATURES = 4
+NUM_FEATURES = 4  # with every optional feature on
 NUM_TENSOR_FEATURES = base.NUM_TIME_FEATURES + 1
 
 
@@ -66,6 +66,10 @@ class MLPLOpt(base.LearnedRule):
     if not self.init_lr > 0:
       raise ValueError(f"init_lr must be > 0, got {self.init_lr}.")
 
+  @property
+  def num_features(self) -> int:
+    return 2 + int(self.grad_feature) + int(self.param_feature)
+
   def config(self) -> dict:
     return {k: v for k, v in dataclasses.asdict(self).items()}
 
@@ -77,7 +81,8 @@ class MLPLOpt(base.LearnedRule):
         "log_wd": jnp.asarray(np.log(1e-5), jnp.float32),
         "log_alpha": jnp.asarray(np.log(0.1), jnp.float32),
         "schedule": jnp.zeros((base.NUM_TIME_FEATURES,), jnp.float32),
-        "w_in": jax.random.normal(k1, (NUM_FEATURES, h), jnp.float32) / np.sqrt(NUM_FEATURES),
+        "w_in": jax.random.normal(k1, (self.num_features, h), jnp.float32)
+                / np.sqrt(self.num_features),
         "w_tensor": jax.random.normal(k2, (NUM_TENSOR_FEATURES, h), jnp.float32)
                     / np.sqrt(NUM_TENSOR_FEATURES),
         "b_hidden": jnp.zeros((h,), jnp.float32),

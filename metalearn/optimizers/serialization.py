@@ -32,13 +32,18 @@ def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
     raise ValueError(f"cannot save a rule of unregistered type {type(rule).__name__}.")
   meta = {"format": FORMAT, "rule": names[type(rule)], "rule_config": json.dumps(rule.config()),
           **{k: json.dumps(v) for k, v in metadata.items()}}
-  d = os.path.dirname(os.path.abspath(path))
+  remote = "://" in str(path)
+  d = tempfile.gettempdir() if remote else os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
   os.close(fd)
   try:
     save_file(_flat_names(theta), tmp, metadata=meta)
-    os.replace(tmp, path)
+    if remote:  # e.g. gs://: upload the finished file in one piece
+      from etils import epath
+      epath.Path(tmp).copy(epath.Path(path), overwrite=True)
+    else:
+      os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -47,6 +52,11 @@ def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
 def load_rule(path: str):
   """Returns ``(rule, theta, metadata)`` from a file written by ``save_rule``."""
   from metalearn.optimizers import make_rule
+  if "://" in str(path):  # remote (gs://): read a local copy
+    from etils import epath
+    local = os.path.join(tempfile.mkdtemp(), os.path.basename(str(path)))
+    epath.Path(path).copy(epath.Path(local))
+    path = local
   if not os.path.exists(path):
     raise FileNotFoundError(f"no meta-parameter file at {path}.")
   try:

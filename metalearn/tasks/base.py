@@ -50,6 +50,8 @@ class TaskSpec:
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
     if self.kind not in KINDS:
       raise ValueError(f"unknown task kind {self.kind!r}; choose one of {list(KINDS)}.")
+    if any(h < 1 for h in self.hidden):
+      raise ValueError(f"hidden widths must be >= 1, got {self.hidden}.")
     if self.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
     if self.kind in ("quadratic", "linreg") and self.dim < 1:

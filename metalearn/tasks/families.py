@@ -60,7 +60,7 @@ class ImageMLPFamily(Family):
 
 @dataclasses.dataclass(frozen=True)
 class CNNFamily(Family):
-  datasets: Sequence[str] = ("digits", "mnist5k_14")
+  datasets: Sequence[str] = ("digits",)
   channels: tuple[int, int] = (4, 16)
   depths: tuple[int, int] = (1, 3)
   activations: Sequence[str] = ("relu", "gelu")
