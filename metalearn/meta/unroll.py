@@ -8,8 +8,8 @@ it by one truncation at meta-parameters ``theta`` and returns the truncation's m
 
 where ``loss_0`` is the run's loss at initialisation, so tasks of different loss scales count alike.
 A run whose loss turns non-finite or exceeds ``divergence_factor * loss_0`` is marked diverged
-inside the scan: from then on its parameters are frozen, its losses are clipped, and the estimator
-masks it out of the meta-gradient. ``reset_finished`` restarts finished or diverged runs with a fresh
+inside the scan: from then on its losses are clipped, the estimator masks it out of the
+meta-gradient, and it restarts at the end of the truncation. ``reset_finished`` restarts finished or diverged runs with a fresh
 init and a freshly sampled horizon; horizons are multiples of ``K``, so runs end on truncation
 boundaries and no reset is needed inside the scan.
 """
@@ -85,9 +85,10 @@ def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, c
     updates, opt_state = tx.update(grads, st.opt_state, st.params, loss=loss)
     params = optax.apply_updates(st.params, updates)
     bad = st.diverged | ~jnp.isfinite(loss) | (loss > cfg.divergence_factor * st.init_loss)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)
-    new = InnerState(keep(params, st.params), keep(opt_state, st.opt_state), st.step + 1,
-                     st.horizon, st.init_loss, bad)
+    # A diverged run is not frozen (that would cost a select over every parameter each step): its
+    # losses are clipped from here on, it is masked out of the meta-gradient, and it is restarted
+    # at the end of the truncation.
+    new = InnerState(params, opt_state, st.step + 1, st.horizon, st.init_loss, bad)
     return new, (_step_meta_loss(loss, st.init_loss, bad, cfg), jnp.where(bad, 0.0, loss))
 
   if cfg.remat:
