@@ -105,5 +105,5 @@ def train_curves(task: Task, tx: optax.GradientTransformation, num_steps: int, s
   fn = jax.jit(jax.vmap(lambda key, d, td: _run(task, tx, num_steps, key, d, td),
                         in_axes=(0, None, None)))
   keys = jnp.stack([jax.random.key(s) for s in range(seeds)])
-  losses, test = fn(keys, task.data, task.test_data)
+  losses, test, _ = fn(keys, task.data, task.test_data)
   return {"train_loss": np.asarray(losses), "final_test_loss": np.asarray(test)}

@@ -7,8 +7,10 @@ shards the population over devices. The interface:
     est.member_grad(task, rule, theta, member_state, data, key, cfg)
         -> (grad, weight, member_state, metrics)
 
-``grad`` estimates the gradient of this truncation's meta-loss; ``weight`` is 0 for members that
-diverged (their grad is zeroed) and 1 otherwise. With noise ``eps ~ N(0, sigma^2 I)``:
+``grad`` estimates the gradient of this truncation's meta-loss; ``weight`` is 0 for members masked
+out of the meta-gradient (their grad is zeroed) and 1 otherwise. TBPTT masks every run that
+diverged; the ES family masks pairs whose two runs both diverged (a pair with one diverged run
+compares a clipped loss with a finite one, which is exactly the signal that keeps rules stable). With noise ``eps ~ N(0, sigma^2 I)``:
 
 * ``tbptt``: backprop through the truncation only; biased (ignores how ``theta`` shaped the state
   the truncation started from), low variance.
@@ -106,7 +108,11 @@ class _Antithetic:
     inner, losses, metrics = jax.vmap(run)(thetas, state.inner)
     weight_noise = jax.tree.map(jnp.add, state.noise, eps) if self.name == "pes" else eps
     diff = losses[0] - losses[1]
-    ok = ~jnp.any(inner.diverged) & jnp.isfinite(diff)
+    # A run that diverged has its losses clipped at the ceiling from that step on, so a pair where
+    # one side diverged still says which direction is safer: keeping it is what stops meta-training
+    # from drifting into unstable rules (masking every diverged pair hides that signal). A pair
+    # where both sides diverged carries no information and is masked, as is any non-finite result.
+    ok = ~jnp.all(inner.diverged) & jnp.isfinite(diff)
     scale = jnp.where(ok, diff, 0.0) / (2 * self.sigma**2)
     grad = jax.tree.map(lambda n: n * scale, weight_noise)
 
