@@ -87,10 +87,21 @@ class Checkpointer:
     return _unflatten(template, out["state"])
 
   def restore_arrays(self, step: int | None = None) -> dict:
-    """The raw flat arrays of a checkpoint, as numpy, with no template (for inspection/export)."""
+    """The raw flat arrays of a checkpoint, as numpy, with no template (for inspection/export).
+
+    Works on any machine: arrays saved sharded over another topology (a pod slice, 8 emulated
+    devices) are restored whole onto this process's first device.
+    """
+    from etils import epath
     step = self.latest_step() if step is None else step
-    out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return {k: np.asarray(v) for k, v in out["state"].items()}
+    path = epath.Path(self.directory) / str(step) / "state"
+    reader = ocp.StandardCheckpointer()
+    tree = reader.metadata(path).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device) for k, v in tree.items()}
+    out = reader.restore(path, target)
+    reader.close()
+    return {k: np.asarray(v) for k, v in out.items()}
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -7,6 +7,8 @@ TPU pod slice.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -23,6 +25,9 @@ def initialize_distributed(coordinator_address: str | None = None,
   On Cloud TPU pass nothing: JAX reads the slice's topology from the metadata server. Elsewhere
   pass the coordinator's ``host:port``, the number of processes and this process's id.
   """
+  if jax.config.jax_platforms in ("cpu",) or os.environ.get("JAX_PLATFORMS") == "cpu":
+    # Cross-process collectives on CPU (tests, CPU clusters) go through gloo.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   given = [coordinator_address is not None, num_processes is not None, process_id is not None]
   if any(given) and not all(given):
     raise ValueError("multi-host start-up needs all of coordinator_address, num_processes and "
