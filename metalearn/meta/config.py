@@ -47,7 +47,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.outer_optimizer = "adam"           # adam | sgd | pretrained:NAME | a meta-train workdir
   c.outer_lr = 3e-3
   c.outer_grad_clip = 1.0
-  c.num_outer_steps = 300
+  c.num_outer_steps = 500
   c.seed = 0
   # Bookkeeping.
   c.checkpoint_every = 50
