@@ -39,6 +39,7 @@ def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
   os.close(fd)
   try:
     save_file(_flat_names(theta), tmp, metadata=meta)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are ordinary data files
     if remote:  # e.g. gs://: upload the finished file in one piece
       from etils import epath
       epath.Path(tmp).copy(epath.Path(path), overwrite=True)
