@@ -95,6 +95,8 @@ def _plot_speedups(res: dict, path: str) -> None:
 
 
 def _section(res: dict, label: str, slug: str, directory: str) -> list[str]:
+  if not res.get("tasks"):
+    return [f"## {label}", "", "No task finished yet.", ""]
   os.makedirs(os.path.join(directory, PLOTS), exist_ok=True)
   curves_png = os.path.join(PLOTS, f"{slug}_curves.png")
   speedup_png = os.path.join(PLOTS, f"{slug}_speedup.png")

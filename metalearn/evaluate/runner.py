@@ -102,6 +102,10 @@ def fingerprint(rule, theta) -> str:
 # -- cached grids of runs --------------------------------------------------------------------------
 
 
+# Runs are recomputed when the code that produced them may have changed.
+_VERSIONS = {"jax": jax.__version__, "optax": optax.__version__}
+
+
 def _key_hash(key: dict) -> str:
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -120,10 +124,14 @@ def _cached_grid(cache_dir: str, name: str, key: dict, compute) -> tuple[dict, s
   out["seconds"] = np.asarray(time.perf_counter() - t0)
   os.makedirs(cache_dir, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-  with os.fdopen(fd, "wb") as f:
-    np.savez(f, **out)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **out)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
   return out, path
 
 
@@ -167,8 +175,8 @@ def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
   task = make_task(item.spec)
   n = item.num_steps
   test_batches = max(4, -(-1024 // item.spec.batch_size))
-  common = {"v": CACHE_VERSION, "spec": item.spec.to_dict(), "num_steps": n, "seeds": seeds,
-            "test_batches": test_batches}
+  common = {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
+            "num_steps": n, "seeds": seeds, "test_batches": test_batches}
   entries, curves, files = {}, {}, {}
 
   progress.set_postfix_str(f"{item.id}: learned rule")
@@ -222,10 +230,14 @@ def summarize(tasks: list[dict]) -> dict:
 def _write_json(path: str, obj) -> None:
   d = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, allow_nan=False)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=1, allow_nan=False)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def _check_existing(path: str, optimizer: str, suite: str) -> None:

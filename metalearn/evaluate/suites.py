@@ -62,8 +62,8 @@ def _out_of_distribution():
       SuiteTask(TaskSpec("image_mlp", dataset="mnist5k_14", hidden=(256,) * 4, batch_size=64),
                 1000),
       # CNNs on MNIST.
-      SuiteTask(TaskSpec("cnn", dataset="mnist5k_14", hidden=(8, 16, 32), batch_size=32), 500),
-      SuiteTask(TaskSpec("cnn", dataset="mnist5k", hidden=(8, 16), batch_size=32), 300),
+      SuiteTask(TaskSpec("cnn", dataset="mnist5k_14", hidden=(8, 16, 32), batch_size=32), 300),
+      SuiteTask(TaskSpec("cnn", dataset="mnist5k", hidden=(8, 16), batch_size=32), 200),
       # Other kinds of models and losses.
       SuiteTask(TaskSpec("char_lm", dataset="pychars", seq_len=32, d_model=32, num_layers=2,
                          num_heads=2, batch_size=16), 1000),
