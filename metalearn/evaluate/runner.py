@@ -55,7 +55,7 @@ BASELINES = (
     Baseline("adamw", "AdamW (wd 1e-4)", lambda lr: optax.adamw(lr, weight_decay=1e-4),
              _half_decades(-4, -1)),
     Baseline("sgdm", "SGD+momentum 0.9", lambda lr: optax.sgd(lr, momentum=0.9),
-             _half_decades(-3, 0.5)),
+             _half_decades(-3, 1)),
 )
 
 OPTIMIZER_FORMS = ("pretrained:NAME (see metalearn.pretrained_names()), init:RULE (a rule of "
