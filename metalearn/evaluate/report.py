@@ -108,7 +108,7 @@ def _section(res: dict, label: str, slug: str, directory: str) -> list[str]:
   lines = [f"## {label}", "",
            f"Optimizer `{res['optimizer']}` (rule `{res['rule']['name']}`, fingerprint "
            f"`{res['rule']['fingerprint']}`) on suite `{res['suite']}`: {s['num_tasks']} tasks, "
-           f"{res['seeds']} seeds" + ("" if res.get("complete") else " — **incomplete run**") + ".",
+           f"{res['seeds']} seeds" + ("." if res.get("complete") else " — **incomplete run**."),
            "", "### Summary", "",
            "| vs tuned | median speedup | geo-mean speedup (reached) | reached its final loss "
            "| lower final loss |", "|---|---|---|---|---|"]

@@ -204,6 +204,11 @@ def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
   }
 
 
+def _rule_not_worse(task: dict, baseline: str) -> bool:
+  rule, base = (task["optimizers"][k]["final_train_loss"] for k in ("rule", baseline))
+  return rule is not None and (base is None or rule <= base)
+
+
 def summarize(tasks: list[dict]) -> dict:
   """Per baseline family: median / geometric-mean speedup and the share of tasks reached."""
   out = {"primary_baseline": PRIMARY, "num_tasks": len(tasks),
@@ -211,11 +216,7 @@ def summarize(tasks: list[dict]) -> dict:
          "rule_diverged_tasks": int(sum(t["rule_diverged"] for t in tasks)), "vs": {}}
   for b in BASELINES:
     s = metrics.summarize([t["speedup"][b.name] for t in tasks])
-    wins = [t["optimizers"]["rule"]["final_train_loss"] is not None and (
-        t["optimizers"][b.name]["final_train_loss"] is None
-        or t["optimizers"]["rule"]["final_train_loss"] <= t["optimizers"][b.name]["final_train_loss"])
-        for t in tasks]
-    s["num_lower_final_loss"] = int(sum(wins))
+    s["num_lower_final_loss"] = int(sum(_rule_not_worse(t, b.name) for t in tasks))
     out["vs"][b.name] = s
   p = out["vs"][PRIMARY]
   out.update({"median_speedup_vs_adam": p["median_speedup"],
