@@ -30,6 +30,8 @@ def default_config() -> ml_collections.ConfigDict:
   # Task distribution: explicit specs (list of TaskSpec dicts) or types sampled from families.
   c.task_specs = ()                    # e.g. ({"kind": "image_mlp", "dataset": "digits", ...},)
   c.task_families = ("image_mlp",)     # families sampled round-robin when task_specs is empty
+  c.family_kwargs = ml_collections.ConfigDict()  # per family: constructor ranges, e.g.
+                                       # {"image_mlp": {"datasets": ["digits"], "widths": [16, 64]}}
   c.num_task_types = 2                 # how many concrete task configs to sample
   c.task_seed = 0
   c.population_per_task = 8            # inner runs (pairs, for ES) per task type; divides devices
@@ -84,6 +86,14 @@ def load_config(path: str | None) -> ml_collections.ConfigDict:
   return config
 
 
+def _plain(value):
+  """ConfigDicts and mappings as nested plain dicts (for constructor kwargs)."""
+  if hasattr(value, "to_dict"):
+    value = value.to_dict()
+  return {k: (_plain(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v)
+          for k, v in dict(value).items()}
+
+
 def _suggest(key, keys):
   close = difflib.get_close_matches(key, keys, n=3)
   return f" Did you mean {', '.join(close)}?" if close else ""
@@ -94,8 +104,8 @@ def override(config: ml_collections.ConfigDict, values: dict, *, source: str = "
     if key not in config:
       raise ValueError(f"unknown config key {key!r} (from {source}).{_suggest(key, list(config))} "
                        f"Valid keys: {', '.join(sorted(config))}.")
-    if key == "rule_kwargs":
-      config.rule_kwargs = ml_collections.ConfigDict(dict(value))
+    if key in ("rule_kwargs", "family_kwargs"):
+      config[key] = ml_collections.ConfigDict(_plain(value))
     elif isinstance(config[key], tuple):
       config[key] = tuple(value)
     else:

@@ -50,7 +50,14 @@ class IncompatibleCheckpointError(ValueError):
 def task_specs_from_config(config) -> list[TaskSpec]:
   if config.task_specs:
     return [TaskSpec.from_dict(dict(s)) for s in config.task_specs]
-  families = [make_family(name) for name in config.task_families]
+  kwargs = config_lib._plain(config.get("family_kwargs", {}) or {})
+  unknown = set(kwargs) - set(config.task_families)
+  if unknown:
+    raise ValueError(f"invalid config: family_kwargs for {sorted(unknown)}, which are not in "
+                     f"task_families {list(config.task_families)}.")
+  families = [make_family(name, **{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in kwargs.get(name, {}).items()})
+              for name in config.task_families]
   keys = jax.random.split(jax.random.key(config.task_seed), config.num_task_types)
   return [families[i % len(families)].sample(k) for i, k in enumerate(keys)]
 
