@@ -13,7 +13,6 @@ import signal
 import threading
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -22,9 +21,13 @@ def _is_key(x) -> bool:
   return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _named(tree) -> dict:
+  """The tree's leaves keyed by position: the flat layout a checkpoint stores."""
+  return {f"{i:05d}": x for i, x in enumerate(jax.tree.leaves(tree))}
+
+
 def _flatten(tree) -> dict:
-  leaves = jax.tree.leaves(tree)
-  return {f"{i:05d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)}
+  return {k: (jax.random.key_data(x) if _is_key(x) else x) for k, x in _named(tree).items()}
 
 
 def _unflatten(template, flat: dict):
@@ -81,7 +84,7 @@ class Checkpointer:
   def restore(self, template, step: int | None = None):
     """Restores into the structure (and shardings) of ``template`` (arrays or abstract arrays)."""
     step = self.latest_step() if step is None else step
-    abstract = {k: _abstract(v) for k, v in _flatten_abstract(template).items()}
+    abstract = {k: _abstract(v) for k, v in _named(template).items()}
     out = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return _unflatten(template, out["state"])
@@ -110,6 +113,3 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-
-def _flatten_abstract(tree) -> dict:
-  return {f"{i:05d}": x for i, x in enumerate(jax.tree.leaves(tree))}

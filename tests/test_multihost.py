@@ -10,7 +10,6 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from metalearn.meta.trainer import load_meta_params
 from meta_helpers import TINY_FLAGS
@@ -28,7 +27,7 @@ def _env(devices):
   return env
 
 
-def _meta_train(workdir, steps, *extra, devices):
+def _meta_train(workdir, steps, *extra):
   return [sys.executable, "-m", "metalearn.cli", "meta-train", "--workdir", str(workdir),
           *TINY_FLAGS, "--config.num_devices=0", f"--config.num_outer_steps={steps}", *extra]
 
@@ -37,7 +36,7 @@ def _two_processes(workdir, steps):
   port = _free_port()
   procs = [subprocess.Popen(
       _meta_train(workdir, steps, "--multihost", "--coordinator_address", f"localhost:{port}",
-                  "--num_processes", "2", "--process_id", str(i), devices=4),
+                  "--num_processes", "2", "--process_id", str(i)),
       env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
@@ -47,7 +46,7 @@ def _two_processes(workdir, steps):
 
 def test_two_processes_match_one_process_and_resume(tmp_path):
   single = tmp_path / "single"
-  out = subprocess.run(_meta_train(single, 4, devices=8), env=_env(8), capture_output=True,
+  out = subprocess.run(_meta_train(single, 4), env=_env(8), capture_output=True,
                        text=True, timeout=600)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
@@ -68,7 +67,7 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
 
   # Restart both processes with a longer run: they resume from step 4 instead of starting over.
-  outs = _two_processes(multi, 6)
+  _two_processes(multi, 6)
   _, theta_3, info_3 = load_meta_params(str(multi))
   assert info_3["outer_step"] == 6
   rows = [json.loads(l) for l in open(multi / "metrics.jsonl") if "meta_loss" in l]

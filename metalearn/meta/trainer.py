@@ -17,10 +17,8 @@ One outer step (a single ``jax.jit``) does, for every task type:
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -294,8 +292,6 @@ class MetaTrainer:
       theta = jax.device_get(state["theta"])
       if parallel.is_main_process():
         self.export(theta, step)
-        if not self.config.progress:
-          pass
         final = self.evaluate(theta)
         telemetry.log(step, {f"eval/{k}/{m}": v for k, r in final.items() for m, v in r.items()})
         write_text_atomic(epath.Path(self.workdir) / "eval.json", json.dumps(final, indent=2))

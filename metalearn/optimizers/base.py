@@ -107,10 +107,6 @@ def is_factored(shape) -> bool:
   return len(shape) >= 2 and shape[-1] > 1 and int(np.prod(shape[:-1])) > 1
 
 
-def factored_rows(shape):
-  return shape[:-1]
-
-
 def init_second_moment(p, factored: bool = True):
   """Adafactor-style state: (row, col) factors for matrices, a full array otherwise."""
   if factored and is_factored(p.shape):
@@ -136,10 +132,6 @@ def second_moment_estimate(v, shape, factored: bool = True):
     row_mean = jnp.mean(row)
     return row[..., None] * col / jnp.maximum(row_mean, 1e-30)
   return row
-
-
-def safe_count_inc(count):
-  return optax.safe_increment(count)
 
 
 def fraction_done(count, num_steps):

@@ -15,7 +15,7 @@ import optax
 from metalearn.optimizers import base
 
 
-def _with_checks(tx: optax.GradientTransformation, rule: str) -> optax.GradientTransformationExtraArgs:
+def _with_checks(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
   """Adds the float-params check and extra-args tolerance to a plain optax transformation."""
   tx = optax.with_extra_args_support(tx)
 
@@ -56,7 +56,7 @@ class LearnableAdam(base.LearnedRule):
     tx = optax.adamw(jnp.exp(theta["log_lr"]), b1=jax.nn.sigmoid(theta["logit_b1"]),
                      b2=jax.nn.sigmoid(theta["logit_b2"]), eps=self.eps,
                      weight_decay=jnp.exp(theta["log_wd"]))
-    return _with_checks(tx, "LearnableAdam")
+    return _with_checks(tx)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,4 +77,4 @@ class LearnableSGDM(base.LearnedRule):
     base.check_num_steps(num_steps)
     self.check_meta_params(theta)
     tx = optax.sgd(jnp.exp(theta["log_lr"]), momentum=jax.nn.sigmoid(theta["logit_momentum"]))
-    return _with_checks(tx, "LearnableSGDM")
+    return _with_checks(tx)

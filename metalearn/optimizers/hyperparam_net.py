@@ -93,7 +93,7 @@ class HyperparamNet(base.LearnedRule):
     def update_fn(updates, state, params=None, *, loss=None, **extra_args):
       del extra_args
       base.require_params(params, "HyperparamNet")
-      count = base.safe_count_inc(state.count)
+      count = optax.safe_increment(state.count)
       frac = base.fraction_done(state.count, num_steps)
       tfeat = base.time_features(frac)
 

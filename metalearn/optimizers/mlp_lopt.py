@@ -32,7 +32,6 @@ import optax
 
 from metalearn.optimizers import base
 
-NUM_FEATURES = 4  # with every optional feature on
 NUM_TENSOR_FEATURES = base.NUM_TIME_FEATURES + 1
 
 
@@ -110,7 +109,7 @@ class MLPLOpt(base.LearnedRule):
     def update_fn(updates, state, params=None, **extra_args):
       del extra_args  # `loss` and any other extras are accepted and not needed
       base.require_params(params, "MLPLOpt")
-      count = base.safe_count_inc(state.count)
+      count = optax.safe_increment(state.count)
       frac = base.fraction_done(state.count, num_steps)
       tfeat = base.time_features(frac)
       lr = jnp.exp(theta["log_lr"] + jnp.dot(tfeat, theta["schedule"]))
