@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from metalearn.tasks import datasets
+from metalearn.tasks import bundled, datasets
 
 IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1),
                 "mnist5k_14": (14, 14, 1), "mnist5k_8": (8, 8, 1)}
@@ -47,8 +47,8 @@ def test_images_shapes_counts_and_ranges(name, data_dir):
 
 
 def test_split_order_is_the_fixed_permutation(data_dir):
-  labels = datasets._mnist5k_28()[1]
-  indices = datasets._split_indices(len(labels))
+  labels = bundled._mnist5k_28()[1]
+  indices = bundled._split_indices(len(labels))
   for split in ("train", "test"):
     loaded = datasets.load_images("mnist5k", split, data_dir=data_dir)
     np.testing.assert_array_equal(loaded["label"], labels[indices[split]])
@@ -76,8 +76,8 @@ def test_loads_are_cached_and_deterministic(data_dir):
 
 
 def test_digits_match_sklearn(data_dir):
-  images, labels = datasets._digits_arrays()
-  indices = datasets._split_indices(len(labels))["train"]
+  images, labels = bundled._digits_arrays()
+  indices = bundled._split_indices(len(labels))["train"]
   train = datasets.load_images("digits", "train", data_dir=data_dir)
   np.testing.assert_array_equal(train["label"], labels[indices])
   np.testing.assert_allclose(train["image"], images[indices] / 255.0,
@@ -114,8 +114,8 @@ def test_text_corpus(data_dir):
   assert 0.05 < len(test["tokens"]) / (len(tokens) + len(test["tokens"])) < 0.15
   assert tokens.min() >= 0 and tokens.max() < train["vocab_size"]
   assert np.mean(tokens == datasets.UNK_ID) < 1e-3
-  first = datasets._pychars_sources()[0]
-  with open(os.path.join(datasets._stdlib_dir(), first), encoding="utf-8") as f:
+  first = bundled._pychars_sources()[0]
+  with open(os.path.join(bundled._stdlib_dir(), first), encoding="utf-8") as f:
     head = f.read(2000)
   assert datasets.decode_text(tokens[:2000]) == head
 
