@@ -4,8 +4,15 @@ Each estimator works on ONE population member; the trainer ``vmap``s it over the
 shards the population over devices. The interface:
 
     est.init_member(task, rule, theta, data, key, cfg) -> member_state
-    est.member_grad(task, rule, theta, member_state, data, key, cfg)
+    est.member_grad(task, rule, theta, member_state, data, key, cfg, reset=True)
         -> (grad, weight, member_state, metrics)
+    est.needs_reset(member_state) -> bool
+    est.reset(task, rule, theta, member_state, data, key, cfg) -> member_state
+
+``member_grad`` restarts finished or diverged runs itself unless ``reset=False``; the trainer
+passes ``reset=False`` and calls ``reset`` (with the same ``key``) only when some member on the
+device needs it, so a truncation where no run ends pays nothing for restarts. Both paths give the
+same result.
 
 ``grad`` estimates the gradient of this truncation's meta-loss; ``weight`` is 0 for members masked
 out of the meta-gradient (their grad is zeroed) and 1 otherwise. TBPTT masks every run that
@@ -62,8 +69,15 @@ class TBPTT:
     k1, k2 = jax.random.split(key)
     return _stagger(unroll_lib.fresh_state(task, rule, theta, data, k1, cfg), k2, cfg)
 
-  def member_grad(self, task, rule, theta, state, data, key, cfg):
-    k_unroll, k_reset = jax.random.split(key)
+  def needs_reset(self, state):
+    return (state.step >= state.horizon) | state.diverged
+
+  def reset(self, task, rule, theta, state, data, key, cfg):
+    _, k_reset = jax.random.split(key)
+    return unroll_lib.reset_finished(task, rule, theta, state, data, k_reset, cfg)[0]
+
+  def member_grad(self, task, rule, theta, state, data, key, cfg, reset=True):
+    k_unroll, _ = jax.random.split(key)
 
     def meta_loss(th):
       new_state, loss, metrics = unroll_lib.unroll(task, rule, th, state, data, k_unroll, cfg)
@@ -73,7 +87,8 @@ class TBPTT:
     ok = ~state.diverged & jnp.all(jnp.array([jnp.all(jnp.isfinite(g))
                                                for g in jax.tree.leaves(grad)]))
     grad = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grad)
-    state, _ = unroll_lib.reset_finished(task, rule, theta, state, data, k_reset, cfg)
+    if reset:
+      state = self.reset(task, rule, theta, state, data, key, cfg)
     return grad, ok.astype(jnp.float32), state, {"meta_loss": loss, **metrics}
 
 
@@ -97,8 +112,27 @@ class _Antithetic:
              else jax.tree.map(jnp.zeros_like, theta))
     return PairState(inner, noise)
 
-  def member_grad(self, task, rule, theta, state: PairState, data, key, cfg):
-    k_eps, k_unroll, k_reset, k_new = jax.random.split(key, 4)
+  def needs_reset(self, state: PairState):
+    inner = state.inner
+    return jnp.any((inner.step >= inner.horizon) | inner.diverged)
+
+  def reset(self, task, rule, theta, state: PairState, data, key, cfg):
+    """Restarts a finished or diverged pair (both runs together, from one shared fresh state)."""
+    _, _, k_reset, k_new = jax.random.split(key, 4)
+    done = self.needs_reset(state)
+    fresh = unroll_lib.fresh_state(task, rule, jax.lax.stop_gradient(theta), data, k_reset, cfg)
+    fresh = jax.tree.map(lambda x: jnp.stack([x, x]), fresh)
+    inner = _tree_where(done, fresh, state.inner)
+    if self.name == "pes":
+      noise = _tree_where(done, jax.tree.map(jnp.zeros_like, theta), state.noise)
+    elif self.name == "nres":
+      noise = _tree_where(done, self._noise(theta, k_new), state.noise)
+    else:
+      noise = state.noise
+    return PairState(inner, noise)
+
+  def member_grad(self, task, rule, theta, state: PairState, data, key, cfg, reset=True):
+    k_eps, k_unroll, _, _ = jax.random.split(key, 4)
     if self.name == "nres":
       eps = state.noise
     else:
@@ -116,20 +150,12 @@ class _Antithetic:
     scale = jnp.where(ok, diff, 0.0) / (2 * self.sigma**2)
     grad = jax.tree.map(lambda n: n * scale, weight_noise)
 
-    # Restart finished/diverged pairs together, from one shared fresh state.
-    done = jnp.any((inner.step >= inner.horizon) | inner.diverged)
-    fresh = unroll_lib.fresh_state(task, rule, jax.lax.stop_gradient(theta), data, k_reset, cfg)
-    fresh = jax.tree.map(lambda x: jnp.stack([x, x]), fresh)
-    inner = _tree_where(done, fresh, inner)
-    if self.name == "pes":
-      noise = _tree_where(done, jax.tree.map(jnp.zeros_like, theta), weight_noise)
-    elif self.name == "nres":
-      noise = _tree_where(done, self._noise(theta, k_new), state.noise)
-    else:
-      noise = state.noise
+    new_state = PairState(inner, weight_noise if self.name == "pes" else state.noise)
+    if reset:
+      new_state = self.reset(task, rule, theta, new_state, data, key, cfg)
     out = {"meta_loss": jnp.mean(losses), "loss": jnp.mean(metrics["loss"]),
            "diverged": jnp.any(metrics["diverged"])}
-    return grad, ok.astype(jnp.float32), PairState(inner, noise), out
+    return grad, ok.astype(jnp.float32), new_state, out
 
 
 @dataclasses.dataclass(frozen=True)

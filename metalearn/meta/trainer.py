@@ -162,8 +162,14 @@ class MetaTrainer:
       per_task_loss = []
       for task, m, data, k in zip(self.tasks, members, datas, keys):
         fn = lambda mm, kk, task=task, data=data: self.estimator.member_grad(
-            task, self.rule, theta, mm, data, kk, self.ucfg)
+            task, self.rule, theta, mm, data, kk, self.ucfg, reset=False)
         g, w, m, metrics = jax.vmap(fn)(m, k)
+        # Restart finished runs only when some member on this device needs it: most truncations
+        # end no run, and skipping the (vmapped, hence unconditional) re-init saves its cost.
+        reset = lambda mm, kk, task=task, data=data: self.estimator.reset(
+            task, self.rule, theta, mm, data, kk, self.ucfg)
+        m = jax.lax.cond(jnp.any(jax.vmap(self.estimator.needs_reset)(m)),
+                         lambda mm, kk: jax.vmap(reset)(mm, kk), lambda mm, kk: mm, m, k)
         grads.append(g)
         weights.append(w)
         for name in sums:

@@ -6,7 +6,9 @@ it by one truncation at meta-parameters ``theta`` and returns the truncation's m
     meta_loss = mean_k  log(loss_k / loss_0)          (meta_loss="log", the default)
     meta_loss = mean_k  loss_k / loss_0               (meta_loss="ratio")
 
-where ``loss_0`` is the run's loss at initialisation, so tasks of different loss scales count alike.
+where ``loss_0`` is the run's loss at initialisation (measured by its first training step, on that
+step's batch, so starting a run costs no extra forward pass), so tasks of different loss scales
+count alike.
 A run whose loss turns non-finite or exceeds ``divergence_factor * loss_0`` is marked diverged
 inside the scan: from then on its losses are clipped, the estimator masks it out of the
 meta-gradient, and it restarts at the end of the truncation. ``reset_finished`` restarts finished or diverged runs with a fresh
@@ -56,14 +58,15 @@ def sample_horizon(key, cfg: UnrollConfig):
 
 def fresh_state(task: Task, rule: LearnedRule, theta, data, key, cfg: UnrollConfig,
                 horizon=None) -> InnerState:
-  k_init, k_batch, k_h = jax.random.split(key, 3)
+  """A new run at step 0; its ``init_loss`` is filled in by its first step in ``unroll``."""
+  del data  # the initial loss comes from the first training step's batch
+  k_init, _, k_h = jax.random.split(key, 3)
   params = task.init(k_init)
   if horizon is None:
     horizon = sample_horizon(k_h, cfg)
   opt_state = rule.as_optax(theta, num_steps=horizon).init(params)
-  init_loss = task.loss(params, task.batch(data, k_batch))
   return InnerState(params, opt_state, jnp.zeros((), jnp.int32), horizon,
-                    jnp.maximum(init_loss, 1e-6), jnp.zeros((), bool))
+                    jnp.ones((), jnp.float32), jnp.zeros((), bool))
 
 
 def _step_meta_loss(loss, init_loss, bad, cfg: UnrollConfig):
@@ -81,15 +84,18 @@ def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, c
   def step(st: InnerState, k):
     batch = task.batch(data, k)
     loss, grads = jax.value_and_grad(task.loss)(st.params, batch)
+    # A run's first step measures its initial loss (the params are still the init).
+    init_loss = jnp.where(st.step == 0, jnp.maximum(jax.lax.stop_gradient(loss), 1e-6),
+                          st.init_loss)
     tx = rule.as_optax(theta, num_steps=st.horizon)
     updates, opt_state = tx.update(grads, st.opt_state, st.params, loss=loss)
     params = optax.apply_updates(st.params, updates)
-    bad = st.diverged | ~jnp.isfinite(loss) | (loss > cfg.divergence_factor * st.init_loss)
+    bad = st.diverged | ~jnp.isfinite(loss) | (loss > cfg.divergence_factor * init_loss)
     # A diverged run is not frozen (that would cost a select over every parameter each step): its
     # losses are clipped from here on, it is masked out of the meta-gradient, and it is restarted
     # at the end of the truncation.
-    new = InnerState(params, opt_state, st.step + 1, st.horizon, st.init_loss, bad)
-    return new, (_step_meta_loss(loss, st.init_loss, bad, cfg), jnp.where(bad, 0.0, loss))
+    new = InnerState(params, opt_state, st.step + 1, st.horizon, init_loss, bad)
+    return new, (_step_meta_loss(loss, init_loss, bad, cfg), jnp.where(bad, 0.0, loss))
 
   if cfg.remat:
     step = jax.checkpoint(step)
