@@ -126,6 +126,10 @@ class HyperparamNet(base.LearnedRule):
       wd = jnp.exp(theta["log_wd"] + jnp.clip(out[:, 2], -6, 6))
       lr = jnp.exp(log_lr)
       bc2 = 1 - rule.b2**count.astype(jnp.float32)
+      # Adam's bias corrections folded into per-tensor scalars, so the per-element loop has one
+      # divide: lr * m_hat / (sqrt(v_hat) + eps) == step_scale * m / (sqrt(v) + eps_scaled).
+      sqrt_bc2 = jnp.sqrt(bc2)
+      eps_scaled = rule.eps * sqrt_bc2
 
       new_u, new_m, new_v, new_c = [], [], [], []
       for k, (g, p, m, v, c) in enumerate(zip(leaves_g, leaves_p, leaves_m, leaves_v, leaves_c)):
@@ -133,7 +137,8 @@ class HyperparamNet(base.LearnedRule):
         m = b1[k] * m + (1 - b1[k]) * gf
         v = rule.b2 * v + (1 - rule.b2) * gf * gf
         c = c * b1[k]
-        u = -lr[k] * ((m / (1 - c)) / (jnp.sqrt(v / bc2) + rule.eps) + wd[k] * p.astype(jnp.float32))
+        step_scale = -lr[k] * sqrt_bc2 / (1 - c)
+        u = step_scale * m / (jnp.sqrt(v) + eps_scaled) - (lr[k] * wd[k]) * p.astype(jnp.float32)
         new_u.append(u.astype(g.dtype))
         new_m.append(m)
         new_v.append(v)
