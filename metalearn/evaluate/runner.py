@@ -92,8 +92,10 @@ def load_rule(optimizer: str):
 
 
 def fingerprint(rule, theta) -> str:
-  """A short hash of the rule's config and meta-parameter values."""
-  h = hashlib.sha256(json.dumps(rule.config(), sort_keys=True, default=str).encode())
+  """A short hash of the rule's class, math version, config and meta-parameter values."""
+  ident = {"rule": type(rule).__name__, "math_version": getattr(rule, "math_version", 1),
+           "config": rule.config()}
+  h = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
   for leaf in jax.tree.leaves(theta):
     h.update(np.asarray(leaf, np.float32).tobytes())
   return h.hexdigest()[:16]

@@ -25,6 +25,9 @@ class LearnedRule(abc.ABC):
   """Base class of learned update rules; subclasses define the two methods below."""
 
   name: str = "rule"
+  # Bumped whenever the rule's arithmetic changes in a way that changes what a given theta does,
+  # so cached evaluations of the old arithmetic are not reused (see evaluate.runner.fingerprint).
+  math_version: int = 1
 
   @abc.abstractmethod
   def init_meta_params(self, key: jax.Array) -> MetaParams:

@@ -6,19 +6,23 @@ matrices, so its state is ~2 floats per parameter). With ``r = rsqrt(v_hat + eps
 
     f = clip([g r, m_a r, m_b r, p / rms(p)], -clip, clip)
 
-A tiny MLP (``hidden_size`` ReLU units, 4 by default) reads ``f`` plus a per-tensor bias made from an embedding of
-the fraction of training done and the tensor's log-RMS, and outputs a direction ``d`` and a
+A tiny MLP (``hidden_size`` ReLU units, 4 by default) reads ``f`` plus a per-tensor bias made from
+an embedding of the fraction of training done and the tensor's log-RMS, and outputs a direction ``d`` and a
 log-magnitude ``s``. The step is
 
-    u = -lr * exp(schedule(t) + s) * (m_a_hat r + alpha * d) - lr * wd * p
+    u = -lr * exp(schedule(t)) * pexp(s) * (m_a_hat r + alpha * d) - lr * wd * p
 
-``lr``, ``wd``, ``alpha`` and ``schedule`` (a linear map of the time embedding) are meta-parameters
-too. The MLP's output layer starts at zero, so at ``init_meta_params`` the rule is Adam(lr=1e-3)
-with factored second moments, and meta-training starts from a working optimizer.
+where ``pexp(s) = (1 + s/32)**32`` with ``s`` clipped to [-6, 3] is a positive, monotone,
+exponential-like map that costs five multiplies instead of an ``exp`` (within 2% of ``exp`` for
+``|s| <= 1``; 0.53x of it at -6 and 0.88x at 3). ``lr``, ``wd``, ``alpha`` and ``schedule`` (a
+linear map of the time embedding) are meta-parameters too. The MLP's output layer starts at zero,
+so at ``init_meta_params`` the rule is Adam(lr=1e-3) with factored second moments, and
+meta-training starts from a working optimizer.
 
 The MLP is written out per hidden unit as elementwise arithmetic, so that XLA fuses the whole
-update of a tensor into one loop instead of issuing a skinny matmul per tensor — this is what makes
-the step cost close to Adam's.
+update of a tensor into one loop instead of issuing a skinny matmul per tensor. Scalars are folded
+before the loop and the factored ``r`` is a row-by-column product, so the loop has no divide, rsqrt
+or exp — this is what makes the step cost close to Adam's.
 """
 from __future__ import annotations
 
@@ -33,6 +37,17 @@ import optax
 from metalearn.optimizers import base
 
 NUM_TENSOR_FEATURES = base.NUM_TIME_FEATURES + 1
+
+
+def pexp(s):
+  """``(1 + s/32)**32`` on ``s`` clipped to [-6, 3]: a cheap positive stand-in for ``exp(s)``.
+
+  ``exp`` is the costliest op of the per-element loop on XLA:CPU; five squarings are not.
+  """
+  y = 1.0 + jnp.clip(s, -6.0, 3.0) * (1.0 / 32)
+  for _ in range(5):
+    y = y * y
+  return y
 
 
 class MLPLOptState(NamedTuple):
@@ -58,6 +73,8 @@ class MLPLOpt(base.LearnedRule):
   param_feature: bool = True     # feed p / rms(p) to the MLP (one extra reduction per tensor)
   grad_feature: bool = True      # feed g * rsqrt(v) to the MLP
   name: str = "mlp_lopt"
+  # 2: the step magnitude uses pexp (five squarings) instead of exp.
+  math_version = 2  # a class attribute, not a dataclass field
 
   def __post_init__(self):
     if self.hidden_size < 1:
@@ -155,7 +172,7 @@ class MLPLOpt(base.LearnedRule):
           act = jax.nn.relu(pre)
           direction = direction + act * w_dir[j]
           log_mag = log_mag + act * theta["w_out"][j, 1]
-        mag = jnp.exp(jnp.clip(log_mag, -6.0, 3.0))
+        mag = pexp(log_mag)
         u = mag * (adam_scale * mf_r + direction) + wd_scale * pf
         return u.astype(p.dtype), mf, ms, vr, vc
 
