@@ -105,3 +105,37 @@ def test_tbptt_is_exact_when_the_truncation_is_the_whole_run():
   finally:
     K = old
   np.testing.assert_allclose(est, true_meta_grad(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tbptt", "pes", "nres"])
+def test_deferred_reset_equals_member_grad_reset(name):
+  """The trainer resets under lax.cond after member_grad(reset=False); that must change nothing."""
+  task, rule = quadratic_task(), PlainSGD()
+  cfg = unroll.UnrollConfig(truncation_length=K, min_horizon=2 * K, max_horizon=4 * K)
+  est = estimators.make_estimator(name, sigma=0.05)
+  theta = rule.init_meta_params(None)
+  keys = jax.random.split(jax.random.key(3), 4)
+  state = jax.vmap(lambda k: est.init_member(task, rule, theta, task.data, k, cfg))(keys)
+  resets = 0
+  for i in range(6):
+    k = jax.random.split(jax.random.key(10 + i), 4)
+    fn = lambda s, kk, r: est.member_grad(task, rule, theta, s, task.data, kk, cfg, reset=r)
+    g1, w1, s1, _ = jax.vmap(lambda s, kk: fn(s, kk, True))(state, k)
+    g2, w2, s2, _ = jax.vmap(lambda s, kk: fn(s, kk, False))(state, k)
+    resets += int(jnp.sum(jax.vmap(est.needs_reset)(s2)))
+    s2 = jax.vmap(lambda s, kk: est.reset(task, rule, theta, s, task.data, kk, cfg))(s2, k)
+    for a, b in zip(jax.tree.leaves((g1, w1, s1)), jax.tree.leaves((g2, w2, s2))):
+      np.testing.assert_array_equal(a, b)
+    state = s1
+  assert resets > 0  # the runs did finish and restart within these truncations
+
+
+def test_initial_loss_is_measured_by_the_first_step():
+  task, rule = quadratic_task(), PlainSGD()
+  cfg = unroll.UnrollConfig(truncation_length=K, min_horizon=HORIZON, max_horizon=HORIZON)
+  theta = rule.init_meta_params(None)
+  state = unroll.fresh_state(task, rule, theta, task.data, jax.random.key(0), cfg)
+  new, meta_loss, _ = unroll.unroll(task, rule, theta, state, task.data, jax.random.key(1), cfg)
+  assert int(new.step) == K
+  np.testing.assert_allclose(new.init_loss, 0.5 * float(jnp.sum(SCALES)), rtol=1e-6)
+  assert float(meta_loss) < 0  # losses fall below the initial loss

@@ -4,6 +4,7 @@ In the spirit of optax's tests for contributed optimizers: every rule in ``optim
 with its defaults at ``theta = init_meta_params(key(0))``, must behave as an ordinary
 ``optax.GradientTransformationExtraArgs``.
 """
+import dataclasses
 import functools
 import json
 
@@ -469,3 +470,43 @@ def test_meta_gradient_flows(name):
   if name in ("mlp_lopt", "hyperparam_net"):
     # The network's output layer starts at zero but must still receive gradient.
     assert float(jnp.max(jnp.abs(grads["w_out"]))) > 0
+
+
+# -- the cheap per-element arithmetic --------------------------------------------------------------
+
+
+def test_pexp_is_a_positive_monotone_stand_in_for_exp():
+  from metalearn.optimizers.mlp_lopt import pexp
+  s = jnp.linspace(-8.0, 5.0, 1301)
+  y = np.asarray(pexp(s))
+  assert np.all(y > 0) and np.all(np.diff(y) >= 0)
+  assert float(pexp(jnp.float32(0.0))) == 1.0
+  near = np.abs(np.asarray(s)) <= 1.0
+  np.testing.assert_allclose(y[near], np.exp(np.asarray(s)[near]), rtol=0.02)
+  # Clipped to [-6, 3], like the exp it replaces.
+  assert float(pexp(jnp.float32(-100.0))) == float(pexp(jnp.float32(-6.0))) > 1e-3
+  assert float(pexp(jnp.float32(100.0))) == float(pexp(jnp.float32(3.0))) < 20.1
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 6), (9,), ()])
+def test_factored_rsqrt_matches_the_full_estimate(shape):
+  from metalearn.optimizers import base
+  g2 = jnp.square(jax.random.normal(jax.random.key(1), shape)) + 1e-3
+  v = base.update_second_moment(base.init_second_moment(jnp.zeros(shape)), g2, 0.999)
+  bc = 1 - 0.999
+  want = jax.lax.rsqrt(base.second_moment_estimate(v, shape) / bc + 1e-16)
+  got = jnp.broadcast_to(base.second_moment_rsqrt(v, shape, bc, 1e-8), shape)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_math_version_keys_the_evaluation_fingerprint():
+  from metalearn.evaluate.runner import fingerprint
+  rule = optimizers.MLPLOpt()
+  theta = rule.init_meta_params(jax.random.key(0))
+
+  @dataclasses.dataclass(frozen=True)
+  class OldMath(optimizers.MLPLOpt):
+    math_version = 1
+
+  assert fingerprint(rule, theta) == fingerprint(optimizers.MLPLOpt(), theta)
+  assert fingerprint(rule, theta) != fingerprint(OldMath(), theta)
