@@ -117,15 +117,17 @@ def init_second_moment(p, factored: bool = True):
   return (jnp.zeros(p.shape, jnp.float32), jnp.zeros((), jnp.float32))
 
 
-def update_second_moment(v, g2, decay, factored: bool = True):
-  """EMA of g**2, factored over the last axis vs the rest for matrices."""
+def update_second_moment(v, g, decay, factored: bool = True):
+  """EMA of g**2 for gradient ``g``, factored over the last axis vs the rest for matrices."""
   row, col = v
-  if factored and is_factored(g2.shape):
-    new_row = decay * row + (1 - decay) * jnp.mean(g2, axis=-1)
-    lead = tuple(range(g2.ndim - 1))
-    new_col = decay * col + (1 - decay) * jnp.mean(g2, axis=lead)
+  if factored and is_factored(g.shape):
+    # The two reductions square g each in their own way: written identically, XLA would share one
+    # g*g and write it out as a full-size array (a wasted pass over memory) for both to read.
+    new_row = decay * row + (1 - decay) * jnp.mean(g * g, axis=-1)
+    lead = tuple(range(g.ndim - 1))
+    new_col = decay * col + (1 - decay) * jnp.mean(jnp.abs(g) * jnp.abs(g), axis=lead)
     return (new_row, new_col)
-  return (decay * row + (1 - decay) * g2, col)
+  return (decay * row + (1 - decay) * (g * g), col)
 
 
 def second_moment_estimate(v, shape, factored: bool = True):

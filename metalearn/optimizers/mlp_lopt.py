@@ -52,8 +52,7 @@ def pexp(s):
 
 class MLPLOptState(NamedTuple):
   count: jax.Array
-  mom_fast: optax.Updates
-  mom_slow: optax.Updates
+  momenta: optax.Updates   # per tensor [2, *shape]: the fast and the slow momentum, one array
   v_row: optax.Updates
   v_col: optax.Updates
 
@@ -113,13 +112,12 @@ class MLPLOpt(base.LearnedRule):
 
     def init_fn(params):
       base.check_float_params(params)
-      zeros = lambda p: jnp.zeros(p.shape, jnp.float32)
+      zeros = lambda p: jnp.zeros((2,) + p.shape, jnp.float32)
       v = jax.tree.map(lambda p: base.init_second_moment(p, rule.factored), params)
       is_pair = lambda x: isinstance(x, tuple)
       return MLPLOptState(
           count=jnp.zeros((), jnp.int32),
-          mom_fast=jax.tree.map(zeros, params),
-          mom_slow=jax.tree.map(zeros, params),
+          momenta=jax.tree.map(zeros, params),
           v_row=jax.tree.map(lambda t: t[0], v, is_leaf=is_pair),
           v_col=jax.tree.map(lambda t: t[1], v, is_leaf=is_pair))
 
@@ -146,12 +144,16 @@ class MLPLOpt(base.LearnedRule):
       wd_scale = -lr * wd
       c = rule.feature_clip
 
-      def leaf(g, p, mf, ms, vr, vc):
+      decays = jnp.array([rule.fast_decay, rule.slow_decay], jnp.float32)
+
+      def leaf(g, p, m, vr, vc):
         g = g.astype(jnp.float32)
         pf = p.astype(jnp.float32)
-        mf = rule.fast_decay * mf + (1 - rule.fast_decay) * g
-        ms = rule.slow_decay * ms + (1 - rule.slow_decay) * g
-        vr, vc = base.update_second_moment((vr, vc), g * g, rule.second_moment_decay,
+        # Both momenta in one pass over g (one loop, one array), not two.
+        d = decays.reshape((2,) + (1,) * g.ndim)
+        m = d * m + (1 - d) * g[None]
+        mf, ms = m[0], m[1]
+        vr, vc = base.update_second_moment((vr, vc), g, rule.second_moment_decay,
                                            rule.factored)
         r = base.second_moment_rsqrt((vr, vc), g.shape, bc_v, rule.eps, rule.factored)
         mf_r = mf * r
@@ -174,12 +176,11 @@ class MLPLOpt(base.LearnedRule):
           log_mag = log_mag + act * theta["w_out"][j, 1]
         mag = pexp(log_mag)
         u = mag * (adam_scale * mf_r + direction) + wd_scale * pf
-        return u.astype(p.dtype), mf, ms, vr, vc
+        return u.astype(p.dtype), m, vr, vc
 
-      out = jax.tree.map(leaf, updates, params, state.mom_fast, state.mom_slow, state.v_row,
-                         state.v_col)
+      out = jax.tree.map(leaf, updates, params, state.momenta, state.v_row, state.v_col)
       pick = lambda i: jax.tree.map(lambda o: o[i], out, is_leaf=lambda x: isinstance(x, tuple))
-      new_state = MLPLOptState(count, pick(1), pick(2), pick(3), pick(4))
+      new_state = MLPLOptState(count, pick(1), pick(2), pick(3))
       return pick(0), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
