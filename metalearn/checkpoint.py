@@ -82,12 +82,47 @@ class Checkpointer:
     return dict(out["config"])
 
   def restore(self, template, step: int | None = None):
-    """Restores into the structure (and shardings) of ``template`` (arrays or abstract arrays)."""
+    """Restores into the structure (and shardings) of ``template`` (arrays or abstract arrays).
+
+    Raises ``ValueError`` naming the first difference when the stored arrays do not have the
+    template's layout (a checkpoint written by another version of the state, e.g. a rule whose
+    optimizer state changed shape), instead of failing deep inside orbax or misreading arrays.
+    """
     step = self.latest_step() if step is None else step
     abstract = {k: _abstract(v) for k, v in _named(template).items()}
+    self._check_layout(abstract, step)
     out = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return _unflatten(template, out["state"])
+
+  def _stored_layout(self, step: int) -> dict:
+    from etils import epath
+    path = epath.Path(self.directory) / str(step) / "state"
+    reader = ocp.StandardCheckpointer()
+    try:
+      return dict(reader.metadata(path).item_metadata)
+    finally:
+      reader.close()
+
+  def _check_layout(self, abstract: dict, step: int) -> None:
+    stored = self._stored_layout(step)
+    problem = None
+    if len(stored) != len(abstract):
+      problem = f"it holds {len(stored)} arrays where this code's state has {len(abstract)}"
+    else:
+      for k in sorted(abstract):
+        want, got = abstract[k], stored.get(k)
+        if got is None or tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+          got_desc = "nothing" if got is None else f"{got.dtype}{list(got.shape)}"
+          problem = (f"array {k} is {got_desc} where this code expects "
+                     f"{want.dtype}{list(want.shape)}")
+          break
+    if problem:
+      raise ValueError(
+          f"checkpoint {step} in {self.directory} does not match this code's meta-training state: "
+          f"{problem}. It was probably written by another metalearn version (e.g. one whose rule "
+          "keeps a different optimizer state). Resume it with that version, or start a new --workdir "
+          "(the checkpoint is left as it is).")
 
   def restore_arrays(self, step: int | None = None) -> dict:
     """The raw flat arrays of a checkpoint, as numpy, with no template (for inspection/export).
@@ -99,7 +134,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     path = epath.Path(self.directory) / str(step) / "state"
     reader = ocp.StandardCheckpointer()
-    tree = reader.metadata(path).item_metadata
+    tree = self._stored_layout(step)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device) for k, v in tree.items()}
     out = reader.restore(path, target)

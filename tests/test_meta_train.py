@@ -241,3 +241,27 @@ def test_config_files_in_experiments_load():
     if name.endswith(".py") and not name.startswith("_"):
       config = config_lib.load_config(os.path.join(root, name))
       config_lib.validate(config, 1)
+
+
+def test_checkpoint_of_another_state_layout_is_refused_clearly(tmp_path):
+  """A checkpoint written by another version of the state (say, a rule whose optimizer state
+  changed shape) must fail with a message naming the mismatch, and stay as it is."""
+  from metalearn.checkpoint import Checkpointer
+  ckpt = Checkpointer(str(tmp_path / "c"), async_save=False)
+  old = {"step": jnp.zeros((), jnp.int32), "theta": {"w": jnp.ones((3, 4))},
+         "opt": [jnp.zeros((3, 4)), jnp.zeros((3, 4))]}
+  assert ckpt.save(1, old, {"seed": 0})
+  ckpt.wait()
+  before = _tree_digest(tmp_path / "c")
+  new = {"step": jnp.zeros((), jnp.int32), "theta": {"w": jnp.ones((3, 4))},
+         "opt": [jnp.zeros((2, 3, 4))]}
+  with pytest.raises(ValueError, match="does not match this code's meta-training state.*arrays"):
+    ckpt.restore(new)
+  renamed = {"step": jnp.zeros((), jnp.int32), "theta": {"w": jnp.ones((3, 5))},
+             "opt": [jnp.zeros((3, 4)), jnp.zeros((3, 4))]}
+  with pytest.raises(ValueError, match=r"expects float32\[3, 5\]"):
+    ckpt.restore(renamed)
+  restored = ckpt.restore(old)
+  np.testing.assert_array_equal(restored["theta"]["w"], old["theta"]["w"])
+  ckpt.close()
+  assert _tree_digest(tmp_path / "c") == before
