@@ -391,7 +391,7 @@ def test_empty_variable_counts_as_missing(h):
 
 
 def test_project_from_gcloud_config(h):
-  res = ok(h.run("delete.sh", dry_run=False, PROJECT=None, FAKE_PROJECT="from-config"))
+  ok(h.run("delete.sh", dry_run=False, PROJECT=None, FAKE_PROJECT="from-config"))
   assert h.calls()[0] == ["config", "get-value", "project"]
   assert h.calls()[-1][:4] == ["compute", "tpus", "queued-resources", "delete"]
   assert "--project" in h.calls()[-1]
