@@ -265,3 +265,31 @@ def test_checkpoint_of_another_state_layout_is_refused_clearly(tmp_path):
   np.testing.assert_array_equal(restored["theta"]["w"], old["theta"]["w"])
   ckpt.close()
   assert _tree_digest(tmp_path / "c") == before
+
+
+def test_init_theta_warm_starts_from_a_shipped_rule_or_file(tmp_path):
+  from metalearn.optimizers.serialization import save_rule
+  rule, shipped, _ = ml.pretrained_rule("default")
+  trainer = MetaTrainer(tiny_config(init_theta="pretrained:default"), str(tmp_path / "a"))
+  theta = trainer.init_state()["theta"]
+  for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(shipped)):
+    np.testing.assert_array_equal(a, b)
+  # A .safetensors file works too, and meta-training moves on from it.
+  moved = jax.tree.map(lambda x: x + 0.01, shipped)
+  path = str(tmp_path / "start.safetensors")
+  save_rule(path, rule, moved)
+  trainer = MetaTrainer(tiny_config(init_theta=path), str(tmp_path / "b"))
+  state = trainer.init_state()
+  np.testing.assert_array_equal(state["theta"]["log_lr"], moved["log_lr"])
+  state, metrics, _ = trainer.step(state)
+  assert bool(metrics["theta_finite"])
+
+
+def test_init_theta_of_another_rule_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="holds meta-parameters of HyperparamNet.*meta-trains MLPLOpt"):
+    MetaTrainer(tiny_config(init_theta="pretrained:hyperparam_net"), str(tmp_path))
+  with pytest.raises(ValueError, match="init_theta='nope'"):
+    MetaTrainer(tiny_config(init_theta="nope"), str(tmp_path))
+  with pytest.raises(ValueError, match="holds meta-parameters of MLPLOpt"):
+    MetaTrainer(tiny_config(init_theta="pretrained:default", rule_kwargs={"hidden_size": 8}),
+                str(tmp_path))

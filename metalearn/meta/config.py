@@ -27,6 +27,9 @@ def default_config() -> ml_collections.ConfigDict:
   # The learned rule and its constructor arguments.
   c.rule = "mlp_lopt"                  # mlp_lopt | hyperparam_net | adam | sgdm
   c.rule_kwargs = ml_collections.ConfigDict({})
+  c.init_theta = ""                    # start from these meta-parameters instead of the rule's
+                                       # init: pretrained:NAME, a meta-train workdir or a
+                                       # .safetensors file (same rule and rule_kwargs)
   # Task distribution: explicit specs (list of TaskSpec dicts) or types sampled from families.
   c.task_specs = ()                    # e.g. ({"kind": "image_mlp", "dataset": "digits", ...},)
   c.task_families = ("image_mlp",)     # families sampled round-robin when task_specs is empty

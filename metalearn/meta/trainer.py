@@ -104,6 +104,7 @@ class MetaTrainer:
     self.num_devices = self.mesh.devices.size
     config_lib.validate(config, self.num_devices)
     self.rule = make_rule(config.rule, **dict(config.rule_kwargs))
+    self._init_theta = _load_init_theta(config, self.rule) if config.init_theta else None
     self.specs = task_specs_from_config(config)
     data_dir = config.data_dir or None
     self.tasks = [make_task(s, data_dir=data_dir) for s in self.specs]
@@ -124,6 +125,8 @@ class MetaTrainer:
   def _init_state(self, key):
     k_theta, k_pop, k_run = jax.random.split(key, 3)
     theta = self.rule.init_meta_params(k_theta)
+    if self._init_theta is not None:  # warm start (config.init_theta), checked in __init__
+      theta = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), theta, self._init_theta)
     members = []
     for i, (task, data) in enumerate(zip(self.tasks, self.datas)):
       keys = jax.random.split(jax.random.fold_in(k_pop, i), self.config.population_per_task)
@@ -314,6 +317,22 @@ class MetaTrainer:
               train_horizon=[self.config.min_horizon, self.config.max_horizon],
               task_specs=[s.to_dict() for s in self.specs], estimator=self.config.estimator)
     return path
+
+
+def _load_init_theta(config, rule):
+  """The meta-parameters named by ``config.init_theta``, checked against ``rule``."""
+  from metalearn.evaluate.runner import OPTIMIZER_FORMS, load_rule
+  try:
+    src_rule, theta, _ = load_rule(config.init_theta)
+  except (ValueError, FileNotFoundError) as e:
+    raise ValueError(f"init_theta={config.init_theta!r}: {e}") from e
+  if type(src_rule) is not type(rule) or src_rule.config() != rule.config():
+    raise ValueError(
+        f"init_theta={config.init_theta!r} holds meta-parameters of {type(src_rule).__name__} "
+        f"{src_rule.config()}, but this run meta-trains {type(rule).__name__} {rule.config()}. "
+        f"Set rule/rule_kwargs to match it, or pass another init_theta ({OPTIMIZER_FORMS}).")
+  rule.check_meta_params(theta)
+  return jax.tree.map(np.asarray, theta)
 
 
 def load_meta_params(workdir: str):
