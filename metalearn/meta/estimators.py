@@ -17,7 +17,8 @@ same result.
 ``grad`` estimates the gradient of this truncation's meta-loss; ``weight`` is 0 for members masked
 out of the meta-gradient (their grad is zeroed) and 1 otherwise. TBPTT masks every run that
 diverged; the ES family masks pairs whose two runs both diverged (a pair with one diverged run
-compares a clipped loss with a finite one, which is exactly the signal that keeps rules stable). With noise ``eps ~ N(0, sigma^2 I)``:
+compares a clipped loss with a finite one, which is exactly the signal that keeps rules stable).
+With noise ``eps ~ N(0, sigma^2 I)``:
 
 * ``tbptt``: backprop through the truncation only; biased (ignores how ``theta`` shaped the state
   the truncation started from), low variance.
@@ -70,7 +71,7 @@ class TBPTT:
     return _stagger(unroll_lib.fresh_state(task, rule, theta, data, k1, cfg), k2, cfg)
 
   def needs_reset(self, state):
-    return (state.step >= state.horizon) | state.diverged
+    return unroll_lib.finished(state)
 
   def reset(self, task, rule, theta, state, data, key, cfg):
     _, k_reset = jax.random.split(key)
@@ -113,8 +114,7 @@ class _Antithetic:
     return PairState(inner, noise)
 
   def needs_reset(self, state: PairState):
-    inner = state.inner
-    return jnp.any((inner.step >= inner.horizon) | inner.diverged)
+    return jnp.any(unroll_lib.finished(state.inner))
 
   def reset(self, task, rule, theta, state: PairState, data, key, cfg):
     """Restarts a finished or diverged pair (both runs together, from one shared fresh state)."""

@@ -9,11 +9,12 @@ it by one truncation at meta-parameters ``theta`` and returns the truncation's m
 where ``loss_0`` is the run's loss at initialisation (measured by its first training step, on that
 step's batch, so starting a run costs no extra forward pass), so tasks of different loss scales
 count alike.
+
 A run whose loss turns non-finite or exceeds ``divergence_factor * loss_0`` is marked diverged
 inside the scan: from then on its losses are clipped, the estimator masks it out of the
-meta-gradient, and it restarts at the end of the truncation. ``reset_finished`` restarts finished or diverged runs with a fresh
-init and a freshly sampled horizon; horizons are multiples of ``K``, so runs end on truncation
-boundaries and no reset is needed inside the scan.
+meta-gradient, and it restarts at the end of the truncation. ``reset_finished`` restarts finished
+or diverged runs with a fresh init and a freshly sampled horizon; horizons are multiples of ``K``,
+so runs end on truncation boundaries and no reset is needed inside the scan.
 """
 from __future__ import annotations
 
@@ -104,10 +105,15 @@ def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, c
   return state, jnp.mean(meta_losses), {"loss": losses[-1], "diverged": state.diverged}
 
 
+def finished(state: InnerState) -> jax.Array:
+  """Whether the run reached its horizon or diverged, i.e. restarts at the end of the truncation."""
+  return (state.step >= state.horizon) | state.diverged
+
+
 def reset_finished(task: Task, rule: LearnedRule, theta, state: InnerState, data, key,
                    cfg: UnrollConfig):
   """Restarts runs that reached their horizon or diverged. Returns (state, was_reset)."""
-  done = (state.step >= state.horizon) | state.diverged
+  done = finished(state)
   fresh = fresh_state(task, rule, jax.lax.stop_gradient(theta), data, key, cfg)
   state = jax.tree.map(lambda f, s: jnp.where(done, f, s), fresh, state)
   return state, done
