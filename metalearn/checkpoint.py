@@ -95,12 +95,14 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return _unflatten(template, out["state"])
 
-  def _stored_layout(self, step: int) -> dict:
+  def _state_path(self, step: int):
     from etils import epath
-    path = epath.Path(self.directory) / str(step) / "state"
+    return epath.Path(self.directory) / str(step) / "state"
+
+  def _stored_layout(self, step: int) -> dict:
     reader = ocp.StandardCheckpointer()
     try:
-      return dict(reader.metadata(path).item_metadata)
+      return dict(reader.metadata(self._state_path(step)).item_metadata)
     finally:
       reader.close()
 
@@ -130,15 +132,15 @@ class Checkpointer:
     Works on any machine: arrays saved sharded over another topology (a pod slice, 8 emulated
     devices) are restored whole onto this process's first device.
     """
-    from etils import epath
     step = self.latest_step() if step is None else step
-    path = epath.Path(self.directory) / str(step) / "state"
-    reader = ocp.StandardCheckpointer()
-    tree = self._stored_layout(step)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device) for k, v in tree.items()}
-    out = reader.restore(path, target)
-    reader.close()
+    target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device)
+              for k, v in self._stored_layout(step).items()}
+    reader = ocp.StandardCheckpointer()
+    try:
+      out = reader.restore(self._state_path(step), target)
+    finally:
+      reader.close()
     return {k: np.asarray(v) for k, v in out.items()}
 
   def wait(self) -> None:
