@@ -130,15 +130,6 @@ def update_second_moment(v, g, decay, factored: bool = True):
   return (decay * row + (1 - decay) * (g * g), col)
 
 
-def second_moment_estimate(v, shape, factored: bool = True):
-  """Full-shape estimate of E[g**2] from the (possibly factored) state."""
-  row, col = v
-  if factored and is_factored(shape):
-    row_mean = jnp.mean(row)
-    return row[..., None] * col / jnp.maximum(row_mean, 1e-30)
-  return row
-
-
 def second_moment_rsqrt(v, shape, bias_correction, eps, factored: bool = True):
   """``rsqrt(v_hat + eps**2)`` with ``v_hat`` the bias-corrected estimate of E[g**2].
 
