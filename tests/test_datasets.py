@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from metalearn.tasks import bundled, datasets
+from metalearn.data import bundled, datasets
 
 IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1),
                 "mnist5k_14": (14, 14, 1), "mnist5k_8": (8, 8, 1)}
@@ -98,8 +98,8 @@ def test_resized_variants_keep_intensity(data_dir):
 def test_area_resize_is_block_mean_for_integer_factors():
   images = np.random.default_rng(0).uniform(0, 255, (3, 28, 28))
   blocks = images.reshape(3, 14, 2, 14, 2).mean(axis=(2, 4))
-  np.testing.assert_allclose(datasets.area_resize(images, 14), blocks)
-  np.testing.assert_allclose(datasets.area_resize(images, 8).mean(axis=(1, 2)),
+  np.testing.assert_allclose(bundled.area_resize(images, 14), blocks)
+  np.testing.assert_allclose(bundled.area_resize(images, 8).mean(axis=(1, 2)),
                              images.mean(axis=(1, 2)))
 
 
@@ -107,27 +107,27 @@ def test_text_corpus(data_dir):
   train = datasets.load_text("pychars", "train", data_dir=data_dir)
   test = datasets.load_text("pychars", "test", data_dir=data_dir)
   tokens = train["tokens"]
-  assert train["vocab_size"] == datasets.VOCAB_SIZE == 98
+  assert train["vocab_size"] == bundled.VOCAB_SIZE == 98
   assert tokens.dtype == np.int32 and tokens.ndim == 1
   assert len(tokens) > 1_000_000
-  assert len(tokens) % datasets.CHUNK_LENGTH == 0
+  assert len(tokens) % bundled.CHUNK_LENGTH == 0
   assert 0.05 < len(test["tokens"]) / (len(tokens) + len(test["tokens"])) < 0.15
   assert tokens.min() >= 0 and tokens.max() < train["vocab_size"]
-  assert np.mean(tokens == datasets.UNK_ID) < 1e-3
+  assert np.mean(tokens == bundled.UNK_ID) < 1e-3
   first = bundled._pychars_sources()[0]
   with open(os.path.join(bundled._stdlib_dir(), first), encoding="utf-8") as f:
     head = f.read(2000)
-  assert datasets.decode_text(tokens[:2000]) == head
+  assert bundled.decode_text(tokens[:2000]) == head
 
 
 def test_decode_text_round_trips_ascii():
   text = "".join(c for c in string.printable if c not in "\r\x0b\x0c")
-  ids = datasets.encode_text(text)
-  assert ids.dtype == np.uint8 and not np.any(ids == datasets.UNK_ID)
-  assert datasets.decode_text(ids) == text
-  assert datasets.decode_text(datasets.encode_text("é\r")) == "\ufffd\ufffd"
+  ids = bundled.encode_text(text)
+  assert ids.dtype == np.uint8 and not np.any(ids == bundled.UNK_ID)
+  assert bundled.decode_text(ids) == text
+  assert bundled.decode_text(bundled.encode_text("é\r")) == "\ufffd\ufffd"
   with pytest.raises(ValueError):
-    datasets.decode_text([datasets.VOCAB_SIZE])
+    bundled.decode_text([bundled.VOCAB_SIZE])
 
 
 def test_unknown_name_lists_bundled(data_dir):
@@ -206,7 +206,7 @@ def test_interrupted_prepare_is_redone(tmp_path, no_network):
 
 
 def test_concurrent_prepare(tmp_path):
-  code = ("import sys; from metalearn.tasks import datasets; "
+  code = ("import sys; from metalearn.data import datasets; "
           "print(len(datasets.load_text('pychars', 'test', sys.argv[1])"
           "['tokens']))")
   procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],

@@ -12,7 +12,7 @@ from flax import nnx
 
 import metalearn as ml
 from metalearn.optimizers import serialization
-from metalearn.tasks import datasets
+from metalearn import data as datasets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "docs", "examples", "train_mnist_mlp.py")

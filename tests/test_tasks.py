@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from metalearn import tasks
-from metalearn.tasks import TaskSpec, datasets, make_task
+from metalearn import data
+from metalearn.tasks import TaskSpec, make_task
 
 SMALL_SPECS = {
     "quadratic": TaskSpec("quadratic", dim=4, batch_size=8, seed=3),
@@ -21,7 +22,7 @@ SMALL_SPECS = {
     "char_lm": TaskSpec("char_lm", dataset="pychars", seq_len=16, d_model=16, num_layers=1,
                         num_heads=2, batch_size=4),
 }
-NUM_CLASSES = {"image_mlp": 10, "cnn": 10, "char_lm": datasets.VOCAB_SIZE}
+NUM_CLASSES = {"image_mlp": 10, "cnn": 10, "char_lm": data.VOCAB_SIZE}
 BATCH_SHAPES = {
     "quadratic": {"target": (8, 4), "scales": (4,)},
     "linreg": {"x": (8, 4), "y": (8, 1)},
@@ -72,10 +73,9 @@ def test_task_functions_are_pure_jittable_and_vmappable(kind, data_dir):
   model = task.model(row(params))
   assert isinstance(model, nnx.Module)
   b0 = row(batch)
-  out = task.apply(model, b0)
-  np.testing.assert_allclose(task.loss_from_output(out, b0), losses[0], rtol=1e-5)
+  np.testing.assert_allclose(task.loss_fn(model, b0), losses[0], rtol=1e-5)
   if kind != "quadratic":  # every other model is called on the batch's inputs
-    np.testing.assert_allclose(model(b0["x"]), out, rtol=1e-6)
+    np.testing.assert_allclose(model(b0["x"]), task.apply(model, b0), rtol=1e-6)
   # The model's Params are exactly the task's params.
   same = jax.tree.map(np.array_equal, nnx.state(model, nnx.Param), row(params))
   assert all(jax.tree.leaves(same))
@@ -158,13 +158,13 @@ def test_unknown_spec_field():
 def test_unknown_dataset_names_the_bundled_ones(data_dir):
   with pytest.raises(ValueError) as info:
     make_task(TaskSpec("image_mlp", dataset="digts", hidden=(8,)), data_dir=data_dir)
-  for name in datasets.BUNDLED:
+  for name in data.BUNDLED:
     assert name in str(info.value)
 
 
 def test_named_tfds_dataset_not_prepared(tmp_path):
   empty = str(tmp_path / "empty")
-  with pytest.raises(datasets.DatasetNotPreparedError) as info:
+  with pytest.raises(data.DatasetNotPreparedError) as info:
     make_task(TaskSpec("image_mlp", dataset="mnist", hidden=(8,)), data_dir=empty)
   message = str(info.value)
   assert isinstance(info.value, FileNotFoundError)
@@ -263,8 +263,7 @@ def test_custom_task(data_dir):
   task = tasks.Task(
       spec=TaskSpec("linreg", dim=3), make_model=Model, data=data, test_data=data,
       batch=lambda d, key: jax.tree.map(lambda a: a[jax.random.randint(key, (16,), 0, 64)], d),
-      loss_from_output=lambda out, b: jnp.mean(jnp.square(out - b["y"])),
-      apply=lambda m, b: m(b["x"]))
+      loss_fn=lambda m, b: jnp.mean(jnp.square(m(b["x"]) - b["y"])))
   params = task.init(jax.random.key(0))
   loss = jax.jit(task.loss)(params, task.sample_batch(jax.random.key(1)))
   assert loss.shape == () and float(loss) > 0

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 import metalearn as ml
-from metalearn.tasks import datasets
+from metalearn import data as datasets
 
 
 class MLP(nnx.Module):

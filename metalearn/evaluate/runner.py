@@ -25,7 +25,7 @@ import optax
 
 from metalearn.evaluate import metrics
 from metalearn.evaluate.suites import SuiteTask, get_suite
-from metalearn.evaluate.train import train_grid
+from metalearn.tasks.training import train_grid
 from metalearn.tasks import make_task
 
 FORMAT = "metalearn.eval.v1"

@@ -23,9 +23,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-
 from metalearn.optimizers.base import LearnedRule
+from metalearn.tasks import training
 from metalearn.tasks.base import Task
 
 
@@ -83,14 +82,11 @@ def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, c
   """Advances one run by ``cfg.truncation_length`` steps. Returns (state, meta_loss, metrics)."""
 
   def step(st: InnerState, k):
-    batch = task.batch(data, k)
-    loss, grads = jax.value_and_grad(task.loss)(st.params, batch)
+    tx = rule.as_optax(theta, num_steps=st.horizon)
+    params, opt_state, loss = training.train_step(task, tx, st.params, st.opt_state, data, k)
     # A run's first step measures its initial loss (the params are still the init).
     init_loss = jnp.where(st.step == 0, jnp.maximum(jax.lax.stop_gradient(loss), 1e-6),
                           st.init_loss)
-    tx = rule.as_optax(theta, num_steps=st.horizon)
-    updates, opt_state = tx.update(grads, st.opt_state, st.params, loss=loss)
-    params = optax.apply_updates(st.params, updates)
     bad = st.diverged | ~jnp.isfinite(loss) | (loss > cfg.divergence_factor * init_loss)
     # A diverged run is not frozen (that would cost a select over every parameter each step): its
     # losses are clipped from here on, it is masked out of the meta-gradient, and it is restarted

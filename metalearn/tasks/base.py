@@ -22,12 +22,26 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from metalearn.tasks import models
+from metalearn.tasks.models import activation
 
-KINDS = ("quadratic", "linreg", "image_mlp", "cnn", "autoencoder", "char_lm")
+# kind -> builder(spec, data_dir) -> Task; filled by metalearn.tasks.builders and register_kind.
+KINDS: dict[str, Callable[["TaskSpec", str | None], "Task"]] = {}
+
+
+def register_kind(kind: str):
+  """Decorator: registers ``builder(spec, data_dir) -> Task`` as the way to build tasks of ``kind``.
+
+  New kinds of task plug in here without editing this package::
+
+      @register_kind("my_kind")
+      def build(spec, data_dir): return Task(spec, ...)
+  """
+  def register(builder):
+    KINDS[kind] = builder
+    return builder
+  return register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +63,8 @@ class TaskSpec:
   def __post_init__(self):
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
     if self.kind not in KINDS:
-      raise ValueError(f"unknown task kind {self.kind!r}; choose one of {list(KINDS)}.")
+      raise ValueError(f"unknown task kind {self.kind!r}; choose one of {sorted(KINDS)} (or "
+                       "register a builder with metalearn.tasks.register_kind).")
     if any(h < 1 for h in self.hidden):
       raise ValueError(f"hidden widths must be >= 1, got {self.hidden}.")
     if self.batch_size < 1:
@@ -61,7 +76,7 @@ class TaskSpec:
       raise ValueError("char_lm task needs seq_len, d_model, num_layers and num_heads >= 1.")
     if self.kind in ("image_mlp", "cnn", "autoencoder") and not self.dataset:
       raise ValueError(f"{self.kind} task needs a dataset name.")
-    models.activation(self.activation)  # validates the name
+    activation(self.activation)  # validates the name
 
   @property
   def name(self) -> str:
@@ -98,8 +113,8 @@ class Task:
   data: Any              # training split, device arrays
   test_data: Any         # held-out split, device arrays
   batch: Callable[[Any, jax.Array], Any]
-  loss_from_output: Callable[[Any, Any], jax.Array]
-  apply: Callable[[nnx.Module, Any], Any]
+  loss_fn: Callable[[nnx.Module, Any], jax.Array]   # (model, batch) -> scalar loss
+  apply: Callable[[nnx.Module, Any], Any] | None = None  # (model, batch) -> output, if it has one
 
   @property
   def name(self) -> str:
@@ -117,7 +132,7 @@ class Task:
     return nnx.merge(self.graphdef, params)
 
   def loss(self, params, batch) -> jax.Array:
-    return self.loss_from_output(self.apply(self.model(params), batch), batch)
+    return self.loss_fn(self.model(params), batch)
 
   def sample_batch(self, key: jax.Array, split: str = "train"):
     return self.batch(self.data if split == "train" else self.test_data, key)
@@ -133,106 +148,6 @@ class Task:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 
-# -- batch samplers ---------------------------------------------------------------------------------
-
-
-def _gather_batch(data, key, batch_size):
-  n = data["x"].shape[0]
-  idx = jax.random.randint(key, (batch_size,), 0, n)
-  return {"x": data["x"][idx], "y": data["y"][idx]}
-
-
-def _text_batch(data, key, batch_size, seq_len):
-  n = data["tokens"].shape[0]
-  starts = jax.random.randint(key, (batch_size,), 0, n - seq_len - 1)
-  window = lambda s: jax.lax.dynamic_slice(data["tokens"], (s,), (seq_len + 1,))
-  seqs = jax.vmap(window)(starts)
-  return {"x": seqs[:, :-1], "y": seqs[:, 1:]}
-
-
-def _xent(logits, batch):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-
-
-def _mse(out, batch):
-  return jnp.mean(jnp.square(out - batch["y"]))
-
-
-# -- task builders ----------------------------------------------------------------------------------
-
-
-def _image_data(name: str, data_dir: str | None):
-  from metalearn.tasks import datasets
-  out = {}
-  for split in ("train", "test"):
-    d = datasets.load_images(name, split=split, data_dir=data_dir)
-    out[split] = {"x": jnp.asarray(d["image"], jnp.float32), "y": jnp.asarray(d["label"], jnp.int32)}
-  return out, int(d["num_classes"])
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_task(spec: TaskSpec, data_dir: str | None) -> Task:
-  k = spec.kind
-  bs = spec.batch_size
-  if k == "quadratic":
-    rng = np.random.default_rng(spec.seed)
-    scales = np.exp(rng.uniform(np.log(0.1), np.log(10.0), spec.dim)).astype(np.float32)
-    center = rng.normal(size=spec.dim).astype(np.float32)
-    data = {"scales": jnp.asarray(scales), "center": jnp.asarray(center)}
-
-    class Quadratic(nnx.Module):
-      def __init__(self, rngs):
-        self.x = nnx.Param(jax.random.normal(rngs.params(), (spec.dim,)))
-
-    def batch(d, key):  # noisy targets: gradient noise with a known scale
-      return {"target": d["center"] + 0.1 * jax.random.normal(key, (bs, spec.dim)),
-              "scales": d["scales"]}
-
-    return Task(spec, lambda rngs: Quadratic(rngs), data, data, batch,
-                lambda out, b: out, lambda m, b: 0.5 * jnp.mean(
-                    jnp.sum(b["scales"] * jnp.square(m.x[...] - b["target"]), -1)))
-  if k == "linreg":
-    rng = np.random.default_rng(spec.seed)
-    w = rng.normal(size=(spec.dim, 1)).astype(np.float32)
-    x = rng.normal(size=(2048, spec.dim)).astype(np.float32)
-    y = x @ w + 0.1 * rng.normal(size=(2048, 1)).astype(np.float32)
-    data = {"x": jnp.asarray(x[:1536]), "y": jnp.asarray(y[:1536])}
-    test = {"x": jnp.asarray(x[1536:]), "y": jnp.asarray(y[1536:])}
-    return Task(spec, lambda rngs: nnx.Linear(spec.dim, 1, rngs=rngs), data, test,
-                lambda d, key: _gather_batch(d, key, bs), _mse, lambda m, b: m(b["x"]))
-  if k in ("image_mlp", "cnn", "autoencoder"):
-    splits, num_classes = _image_data(spec.dataset, data_dir)
-    x = splits["train"]["x"]
-    h, w, c = x.shape[1:]
-    if k == "image_mlp":
-      ctor = lambda rngs: models.MLP(h * w * c, spec.hidden, num_classes, spec.activation, rngs=rngs)
-      lf, ap = _xent, lambda m, b: m(b["x"])
-    elif k == "cnn":
-      chans = spec.hidden or (8, 16)
-      ctor = lambda rngs: models.CNN(c, chans, num_classes, spec.activation, rngs=rngs)
-      lf, ap = _xent, lambda m, b: m(b["x"])
-    else:
-      hid = spec.hidden or (32,)
-      ctor = lambda rngs: models.Autoencoder(h * w * c, hid, spec.activation, rngs=rngs)
-      lf = lambda out, b: jnp.mean(jnp.square(out - b["x"].reshape(b["x"].shape[0], -1)))
-      ap = lambda m, b: m(b["x"])
-    return Task(spec, ctor, splits["train"], splits["test"],
-                lambda d, key: _gather_batch(d, key, bs), lf, ap)
-  if k == "char_lm":
-    from metalearn.tasks import datasets
-    name = spec.dataset or "pychars"
-    tr = datasets.load_text(name, split="train", data_dir=data_dir)
-    te = datasets.load_text(name, split="test", data_dir=data_dir)
-    vocab = int(tr["vocab_size"])
-    ctor = lambda rngs: models.CharTransformer(vocab, spec.seq_len, spec.d_model, spec.num_layers,
-                                               spec.num_heads, rngs=rngs)
-    return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
-                {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
-                lambda d, key: _text_batch(d, key, bs, spec.seq_len), _xent,
-                lambda m, b: m(b["x"]))
-  raise AssertionError(k)
-
-
 def make_task(spec: TaskSpec | dict | str, data_dir: str | None = None) -> Task:
   """Builds (and caches) the task for a spec, a spec dict, or a JSON string of one."""
   if isinstance(spec, str):
@@ -242,3 +157,8 @@ def make_task(spec: TaskSpec | dict | str, data_dir: str | None = None) -> Task:
   if not isinstance(spec, TaskSpec):
     raise TypeError(f"make_task takes a TaskSpec, dict or JSON string, got {type(spec).__name__}.")
   return _cached_task(spec, data_dir)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_task(spec: TaskSpec, data_dir: str | None) -> Task:
+  return KINDS[spec.kind](spec, data_dir)

@@ -8,12 +8,12 @@ TFDS dataset read the same way from a data dir where it was prepared elsewhere.
 
 Example::
 
-  from metalearn.tasks import datasets
+  from metalearn import data
 
-  train = datasets.load_images("mnist5k_14", split="train")
+  train = data.load_images("mnist5k_14", split="train")
   train["image"].shape  # (4250, 14, 14, 1), float32 in [0, 1]
-  text = datasets.load_text("pychars")
-  datasets.decode_text(text["tokens"][:80])
+  text = data.load_text("pychars")
+  data.decode_text(text["tokens"][:80])
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metalearn.tasks.bundled import (_BUILDERS, _frozen, CHUNK_LENGTH, PYCHARS_FILES, UNK_ID,  # noqa: F401
-                                     VOCAB_SIZE, area_resize, decode_text, encode_text)
+from metalearn.data.bundled import BUILDERS, VOCAB_SIZE, frozen
 
 DATA_DIR_ENV = "TFDS_DATA_DIR"
 METALEARN_DATA_DIR_ENV = "METALEARN_DATA_DIR"
@@ -130,7 +129,7 @@ def _remove_partial(builder: tfds.core.DatasetBuilder) -> None:
 
 def _prepare_bundled(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   """Returns the builder of a bundled dataset, preparing it if needed."""
-  cls = _BUILDERS[name]
+  cls = BUILDERS[name]
   with _quiet():
     builder = cls(data_dir=data_dir)
     if builder.is_prepared():
@@ -165,7 +164,7 @@ def _not_prepared(name: str, data_dir: str, detail: str) -> \
     DatasetNotPreparedError:
   """The error for an unprepared TFDS dataset, with the command that fixes it."""
   base = re.split(r"[/:]", name, maxsplit=1)[0]
-  bundled = [n for n, cls in _BUILDERS.items() if cls.name == base]
+  bundled = [n for n, cls in BUILDERS.items() if cls.name == base]
   if bundled:
     return DatasetNotPreparedError(
         f"{name!r} is not prepared in data dir {data_dir!r} ({detail}); load "
@@ -320,8 +319,8 @@ def _to_images(builder, records) -> dict[str, Any]:
   if np.issubdtype(image.dtype, np.integer):
     image = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
   return {
-      "image": _frozen(image.astype(np.float32, copy=False)),
-      "label": _frozen(np.array([r["label"] for r in records], np.int32)),
+      "image": frozen(image.astype(np.float32, copy=False)),
+      "label": frozen(np.array([r["label"] for r in records], np.int32)),
       "num_classes": int(builder.info.features["label"].num_classes),
   }
 
@@ -330,7 +329,7 @@ def _to_text(builder, records) -> dict[str, Any]:
   del builder  # Only the bundled vocabulary is supported.
   tokens = (np.concatenate([r["tokens"] for r in records]) if records
             else np.zeros((0,), np.int32))
-  return {"tokens": _frozen(tokens.astype(np.int32)),
+  return {"tokens": frozen(tokens.astype(np.int32)),
           "vocab_size": VOCAB_SIZE}
 
 

