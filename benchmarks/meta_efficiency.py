@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import optax
 
 from metalearn.meta import config as config_lib
-from metalearn.meta import estimators as est_lib
-from metalearn.meta.trainer import MetaTrainer
+from metalearn.meta.step import MetaStep
 
 
-def plain_adam_step(trainer: MetaTrainer):
+def plain_adam_step(trainer: MetaStep):
   """One jitted call: every task's population trained K steps with vmapped Adam (no meta-grad)."""
-  runs = trainer.config.population_per_task * est_lib.inner_runs_per_member(trainer.config.estimator)
+  runs = trainer.config.population_per_task * trainer.estimator.runs_per_member
   k = trainer.config.truncation_length
   tx = optax.adam(1e-3)
 
@@ -70,7 +69,7 @@ def main(argv=None):
   config = config_lib.load_config(args.config)
   config.progress = False
   config_lib.apply_flags(config, flags)
-  trainer = MetaTrainer(config, "/tmp/unused")
+  trainer = MetaStep(config)
 
   state = trainer.init_state()
   t = time.perf_counter()

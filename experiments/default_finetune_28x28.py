@@ -11,29 +11,17 @@ the result.
 
     metalearn meta-train --config experiments/default_finetune_28x28.py --workdir runs/default_ft28
 """
-import ml_collections
+from _base import get_config as base_config
 
 
 def get_config():
-  return ml_collections.ConfigDict(dict(
-      name="default_finetune_28x28",
-      rule="mlp_lopt",
-      init_theta="pretrained:default",
-      task_families=("image_mlp",),
-      family_kwargs={"image_mlp": {"datasets": ["digits", "mnist5k_8", "mnist5k_14", "mnist5k"],
+  c = base_config()
+  c.name = "default_finetune_28x28"
+  c.rule = "mlp_lopt"
+  c.init_theta = "pretrained:default"
+  c.family_kwargs = {"image_mlp": {"datasets": ["digits", "mnist5k_8", "mnist5k_14", "mnist5k"],
                                    "widths": [16, 256], "depths": [1, 3],
-                                   "batch_sizes": [32, 64, 128]}},
-      num_task_types=6,
-      task_seed=7,
-      population_per_task=8,
-      truncation_length=20,
-      min_horizon=100,
-      max_horizon=1000,
-      estimator="pes",
-      es_sigma=0.01,
-      outer_lr=1e-3,
-      num_outer_steps=3000,
-      checkpoint_every=50,
-      log_every=10,
-      eval_horizon=500,
-  ))
+                                   "batch_sizes": [32, 64, 128]}}
+  c.num_task_types = 6
+  c.task_seed = 7
+  return c

@@ -9,28 +9,16 @@ regression, depth 4, horizons beyond 1000 — the out_of_distribution suite.
 
 See docs/artifacts.md for the compute used and the evaluation.
 """
-import ml_collections
+from _base import get_config as base_config
 
 
 def get_config():
-  return ml_collections.ConfigDict(dict(
-      name="pretrained_default",
-      rule="mlp_lopt",
-      task_families=("image_mlp",),
-      family_kwargs={"image_mlp": {"datasets": ["digits", "mnist5k_8", "mnist5k_14"],
+  c = base_config()
+  c.name = "pretrained_default"
+  c.rule = "mlp_lopt"
+  c.family_kwargs = {"image_mlp": {"datasets": ["digits", "mnist5k_8", "mnist5k_14"],
                                    "widths": [16, 256], "depths": [1, 3],
-                                   "batch_sizes": [32, 64, 128]}},
-      num_task_types=6,
-      task_seed=15,
-      population_per_task=8,
-      truncation_length=20,
-      min_horizon=100,
-      max_horizon=1000,
-      estimator="pes",
-      es_sigma=0.01,
-      outer_lr=1e-3,
-      num_outer_steps=3000,
-      checkpoint_every=50,
-      log_every=10,
-      eval_horizon=500,
-  ))
+                                   "batch_sizes": [32, 64, 128]}}
+  c.num_task_types = 6
+  c.task_seed = 15
+  return c

@@ -1,46 +1,29 @@
-"""User-facing entry points: shipped rules and meta-train results as optax transformations."""
-from __future__ import annotations
+"""User-facing entry points: shipped rules and meta-train results as optax transformations.
 
-import os
-from importlib import resources
+A thin face over ``metalearn.artifacts``, which resolves every source of a rule.
+"""
+from __future__ import annotations
 
 import optax
 
-PRETRAINED_PACKAGE = "metalearn.optimizers.pretrained"
+import metalearn.artifacts as artifacts
 
-
-def _pretrained_dir():
-  return resources.files(PRETRAINED_PACKAGE)
-
-
-def pretrained_names() -> list[str]:
-  """Names of the meta-parameter sets shipped inside the package."""
-  return sorted(p.name[:-len(".safetensors")] for p in _pretrained_dir().iterdir()
-                if p.name.endswith(".safetensors"))
+pretrained_names = artifacts.pretrained_names
 
 
 def pretrained_rule(name: str):
   """``(rule, theta, info)`` of a shipped rule; raises ValueError for an unknown name."""
-  from metalearn.optimizers.serialization import load_rule
-  names = pretrained_names()
-  if name not in names:
-    raise ValueError(f"unknown pretrained rule {name!r}; available: {', '.join(names) or 'none'}.")
-  with resources.as_file(_pretrained_dir() / f"{name}.safetensors") as path:
-    return load_rule(str(path))
+  return artifacts.pretrained(name)
 
 
 def pretrained(name: str = "default", *, num_steps: int) -> optax.GradientTransformationExtraArgs:
   """A shipped learned rule as an optax transformation, told that training lasts ``num_steps``."""
-  rule, theta, _ = pretrained_rule(name)
+  rule, theta, _ = artifacts.pretrained(name)
   return rule.as_optax(theta, num_steps=num_steps)
 
 
-def load_optimizer(path: str, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
-  """The rule meta-trained in workdir ``path`` (latest checkpoint) or a ``.safetensors`` export."""
-  from metalearn.meta.trainer import load_meta_params
-  from metalearn.optimizers.serialization import load_rule
-  if os.path.isfile(path):
-    rule, theta, _ = load_rule(path)
-  else:
-    rule, theta, _ = load_meta_params(path)
+def load_optimizer(source: str, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
+  """The rule at ``source``: a meta-train workdir (newest checkpoint), a ``.safetensors`` export,
+  ``pretrained:NAME`` or ``init:RULE`` (see ``metalearn.artifacts.FORMS``)."""
+  rule, theta, _ = artifacts.resolve(source)
   return rule.as_optax(theta, num_steps=num_steps)

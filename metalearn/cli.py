@@ -1,4 +1,4 @@
-"""The ``metalearn`` command: meta-train, evaluate, report."""
+"""The ``metalearn`` command: demo, meta-train, evaluate, report."""
 from __future__ import annotations
 
 import argparse
@@ -7,18 +7,35 @@ import sys
 
 USAGE = """metalearn meta-train --workdir DIR [--config experiments/NAME.py] [--config.KEY=VALUE ...]
                    [--multihost [--coordinator_address HOST:PORT --num_processes N --process_id I]]
-metalearn evaluate   --optimizer pretrained:NAME|DIR --suite NAME --workdir DIR
+metalearn evaluate   --optimizer pretrained:NAME|init:RULE|WORKDIR|FILE.safetensors --suite NAME
+                     --workdir DIR [--seeds N]
 metalearn report     DIR
-metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)"""
+metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)
+metalearn --version
+
+Every command compiles through JAX's persistent compilation cache in ~/.cache/metalearn/jax (set
+METALEARN_COMPILE_CACHE=0 to turn it off, or to a directory to move it), so a second run of the
+same job compiles in seconds."""
+
+SIGNAL_CODES = {"SIGTERM": 143, "SIGINT": 130}   # 128 + signal number, as shells report them
+
+
+def enable_compile_cache() -> None:
+  where = os.environ.get("METALEARN_COMPILE_CACHE", "")
+  if where == "0":
+    return
+  import jax
+  path = where or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                               "metalearn", "jax")
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _split_config_flags(argv):
   rest, flags = [], []
   for a in argv:
-    if a.startswith("--config."):
-      flags.append(a[len("--config."):])
-    else:
-      rest.append(a)
+    (flags if a.startswith("--config.") else rest).append(a[len("--config."):]
+                                                          if a.startswith("--config.") else a)
   return rest, flags
 
 
@@ -31,33 +48,49 @@ def meta_train(argv) -> int:
   p.add_argument("--coordinator_address", default=None)
   p.add_argument("--num_processes", type=int, default=None)
   p.add_argument("--process_id", type=int, default=None)
+  p.add_argument("--multihost_timeout", type=int, default=120,
+                 help="seconds to wait for the coordinator before giving up")
   args = p.parse_args(argv)
   from metalearn.meta import config as config_lib
   config = config_lib.load_config(args.config)
   config_lib.apply_flags(config, flags)
-  multihost = args.multihost or config.multihost
-  if multihost:
+  if args.multihost or config.multihost:
     from metalearn import parallel
     parallel.initialize_distributed(
         args.coordinator_address or config.coordinator_address or None,
         args.num_processes or config.num_processes or None,
         args.process_id if args.process_id is not None else (
-            config.process_id if config.process_id >= 0 else None))
-  from metalearn.meta.trainer import MetaTrainer
-  trainer = MetaTrainer(config, args.workdir)
-  trainer.train()
-  return 143 if trainer.preempted else 0  # 128 + SIGTERM: supervisors see an unfinished run
+            config.process_id if config.process_id >= 0 else None),
+        timeout_s=args.multihost_timeout)
+  from metalearn.meta.train import train_and_evaluate
+  result = train_and_evaluate(config, args.workdir)
+  if result.preempted:
+    print(f"preempted ({result.signal}): saved outer step {result.step} in {args.workdir}; run the "
+          "same command to resume.")
+    return SIGNAL_CODES.get(result.signal, 143)
+  loss = result.metrics.get("meta_loss")
+  print(f"meta-training done: outer step {result.step}"
+        + (f", meta-loss {float(loss):.4g}" if loss is not None else "") + ".\n"
+        f"  meta-parameters: {os.path.join(args.workdir, 'theta.safetensors')}\n"
+        f"  logs: {os.path.join(args.workdir, 'metrics.jsonl')}, TensorBoard: tensorboard "
+        f"--logdir {os.path.join(args.workdir, 'tensorboard')}\n"
+        f"  next: metalearn evaluate --optimizer {args.workdir} --suite out_of_distribution "
+        f"--workdir {args.workdir}/eval")
+  return 0
 
 
 def evaluate(argv) -> int:
   p = argparse.ArgumentParser(prog="metalearn evaluate")
-  p.add_argument("--optimizer", required=True, help="pretrained:NAME or a meta-train workdir")
-  p.add_argument("--suite", required=True)
+  p.add_argument("--optimizer", required=True,
+                 help="pretrained:NAME, init:RULE, a meta-train workdir or a .safetensors file")
+  p.add_argument("--suite", required=True, help="tiny, demo, in_distribution, out_of_distribution")
   p.add_argument("--workdir", required=True)
-  p.add_argument("--seeds", type=int, default=None)
+  p.add_argument("--seeds", type=int, default=None, help="seeds per run (default 2)")
   args = p.parse_args(argv)
   from metalearn.evaluate import run_evaluation
   run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds)
+  print(f"evaluation done: {os.path.join(args.workdir, 'results.json')}; next: metalearn report "
+        f"{args.workdir}")
   return 0
 
 
@@ -84,16 +117,25 @@ COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "d
 
 def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] == "--version":
+    from metalearn import __version__
+    print(f"metalearn {__version__}")
+    return 0
   if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
     print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
     return 0 if not argv or argv[0] in ("-h", "--help") else 2
+  from metalearn.checkpoint import CheckpointError
+  enable_compile_cache()
   try:
     return COMMANDS[argv[0]](argv[1:])
-  except (ValueError, FileNotFoundError, PermissionError, TypeError) as e:
+  except (ValueError, OSError, CheckpointError) as e:  # user errors; bugs keep their traceback
     if os.environ.get("METALEARN_DEBUG"):
       raise
     print(f"metalearn {argv[0]}: error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    print(f"metalearn {argv[0]}: interrupted.", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ AXIS = "task"
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None,
-                           local_device_ids=None) -> None:
+                           local_device_ids=None, timeout_s: int = 120) -> None:
   """Starts JAX's multi-controller runtime; call before any device is touched.
 
   On Cloud TPU pass nothing: JAX reads the slice's topology from the metadata server. Elsewhere
@@ -32,12 +32,16 @@ def initialize_distributed(coordinator_address: str | None = None,
   if any(given) and not all(given):
     raise ValueError("multi-host start-up needs all of coordinator_address, num_processes and "
                      "process_id (or none of them, on Cloud TPU).")
-  if all(given):
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=int(num_processes), process_id=int(process_id),
-                               local_device_ids=local_device_ids)
-  else:
-    jax.distributed.initialize()
+  kwargs = dict(coordinator_address=coordinator_address, num_processes=int(num_processes),
+                process_id=int(process_id), local_device_ids=local_device_ids) if all(given) else {}
+  try:
+    jax.distributed.initialize(**kwargs, initialization_timeout=int(timeout_s))
+  except Exception as e:  # the runtime raises XlaRuntimeError / RuntimeError on a timeout
+    where = coordinator_address or "the address Cloud TPU metadata gives"
+    raise ConnectionError(
+        f"could not join the multi-host run at coordinator {where} within {timeout_s} s "
+        f"({type(e).__name__}: {str(e)[:300]}). Check that the coordinator process (process 0) is "
+        "running and that host:port is reachable from this host.") from e
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -11,7 +11,7 @@ import sys
 import jax
 import numpy as np
 
-from metalearn.meta.trainer import load_meta_params
+from metalearn.artifacts import from_workdir as load_meta_params
 from meta_helpers import TINY_FLAGS
 
 
@@ -44,6 +44,7 @@ def _two_processes(workdir, steps):
   return outs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_and_resume(tmp_path):
   single = tmp_path / "single"
   out = subprocess.run(_meta_train(single, 4), env=_env(8), capture_output=True,

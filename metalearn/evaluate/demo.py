@@ -12,20 +12,16 @@ import os
 
 def _meta_train(workdir: str):
   from metalearn.meta import config as config_lib
-  from metalearn.meta.trainer import EXPORT_FILE, MetaTrainer, load_meta_params
-  config = config_lib.default_config()
-  if os.path.exists(os.path.join(workdir, EXPORT_FILE)):
-    _, _, info = load_meta_params(workdir)
-    if info.get("outer_step", 0) >= config.num_outer_steps:
-      print(f"meta-training in {workdir} is done (step {info['outer_step']}); reusing it.")
-      return
-  MetaTrainer(config, workdir).train()
+  from metalearn.meta.train import train_and_evaluate
+  result = train_and_evaluate(config_lib.default_config(), workdir)
+  if result.preempted:
+    raise KeyboardInterrupt  # stopped by a signal after saving: the same command resumes
 
 
 def run_demo(workdir: str = "runs/demo") -> str:
   """Meta-trains the default config, evaluates it on the ``demo`` suite (and ``pretrained:default``
   when shipped) against tuned baselines, and writes ``workdir/report.md``; returns its path."""
-  import metalearn
+  import metalearn.artifacts as artifacts
   from metalearn.evaluate.report import write_report
   from metalearn.evaluate.runner import run_evaluation
   meta_dir = os.path.join(workdir, "meta_train")
@@ -34,7 +30,7 @@ def run_demo(workdir: str = "runs/demo") -> str:
   _meta_train(meta_dir)
   print("[2/3] evaluating against tuned Adam, AdamW and SGD+momentum on the demo suite")
   run_evaluation(meta_dir, "demo", os.path.join(workdir, "eval_meta_trained"), cache_dir=cache)
-  if "default" in metalearn.pretrained_names():
+  if "default" in artifacts.pretrained_names():
     run_evaluation("pretrained:default", "demo", os.path.join(workdir, "eval_pretrained_default"),
                    cache_dir=cache)
   print("[3/3] writing the report")

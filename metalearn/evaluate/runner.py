@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import optax
 
+import metalearn.artifacts as artifacts
 from metalearn.evaluate import metrics
 from metalearn.evaluate.suites import SuiteTask, get_suite
 from metalearn.tasks.training import train_grid
@@ -58,37 +59,7 @@ BASELINES = (
              _half_decades(-3, 1)),
 )
 
-OPTIMIZER_FORMS = ("pretrained:NAME (see metalearn.pretrained_names()), init:RULE (a rule of "
-                   "metalearn.optimizers.RULES at its initial meta-parameters), a meta-train "
-                   "workdir, or a .safetensors file")
-
-
 # -- the learned rule ------------------------------------------------------------------------------
-
-
-def load_rule(optimizer: str):
-  """``(rule, theta, info)`` for an ``optimizer`` string (see ``OPTIMIZER_FORMS``)."""
-  from metalearn.optimizers import RULES, make_rule
-  if not isinstance(optimizer, str) or not optimizer:
-    raise ValueError(f"optimizer must be a non-empty string: {OPTIMIZER_FORMS}.")
-  if optimizer.startswith("pretrained:"):
-    from metalearn.api import pretrained_rule
-    return pretrained_rule(optimizer.split(":", 1)[1])
-  if optimizer.startswith("init:"):
-    name = optimizer.split(":", 1)[1]
-    if name not in RULES:
-      raise ValueError(f"unknown rule {name!r} in {optimizer!r}; use init:RULE with RULE one of "
-                       f"{', '.join(sorted(RULES))}.")
-    rule = make_rule(name)
-    return rule, rule.init_meta_params(jax.random.key(0)), {"source": "init_meta_params(key(0))"}
-  if os.path.isdir(optimizer):
-    from metalearn.meta.trainer import load_meta_params
-    return load_meta_params(optimizer)
-  if os.path.isfile(optimizer) and optimizer.endswith(".safetensors"):
-    from metalearn.optimizers.serialization import load_rule as load_file
-    return load_file(optimizer)
-  raise ValueError(f"optimizer {optimizer!r} is not a known form or an existing path; pass "
-                   f"{OPTIMIZER_FORMS}.")
 
 
 def fingerprint(rule, theta) -> str:
@@ -274,7 +245,7 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
     raise ValueError(f"seeds must be a positive integer (runs per configuration), got {seeds!r}.")
   path = os.path.join(workdir, RESULTS)
   _check_existing(path, optimizer, suite)
-  rule, theta, info = load_rule(optimizer)
+  rule, theta, info = artifacts.resolve(optimizer)
   os.makedirs(workdir, exist_ok=True)
   cache_dir = cache_dir or os.path.join(workdir, "runs")
   rule_id = fingerprint(rule, theta)

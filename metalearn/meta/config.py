@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import json
 import os
+import sys
 
 import ml_collections
 
@@ -44,10 +45,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.max_horizon = 200
   c.divergence_factor = 10.0
   c.meta_loss = "log"                  # log | ratio (of loss to the run's initial loss)
+  c.weight_scale = (1.0, 1.0)          # each run reparameterises p = s q, s log-uniform in this
+                                       # range (task augmentation: the rule sees no fixed scale)
   c.remat = False
   # Meta-gradient estimator.
   c.estimator = "pes"                  # tbptt | es | pes | nres
   c.es_sigma = 0.01
+  c.es_sign = False                    # ES family: use only the sign of each pair's loss difference
   # Outer loop.
   c.outer_optimizer = "adam"           # adam | sgd | pretrained:NAME | a meta-train workdir
   c.outer_lr = 3e-3
@@ -80,20 +84,32 @@ def load_config(path: str | None) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"config file {path} does not exist; pass a Python file with "
                             "get_config(), e.g. experiments/default.py.")
+  if os.path.isdir(path):
+    raise ValueError(f"--config {path} is a directory; pass a Python file with get_config(), "
+                     "e.g. experiments/default.py.")
   spec = importlib.util.spec_from_file_location("metalearn_user_config", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  folder = os.path.dirname(os.path.abspath(path))
+  sys.path.insert(0, folder)  # recipes may import their base config from the same folder
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(folder)
   if not hasattr(module, "get_config"):
     raise ValueError(f"config file {path} has no get_config() function.")
-  override(config, dict(module.get_config()), source=path)
+  values = module.get_config()
+  if not hasattr(values, "items"):
+    raise ValueError(f"get_config() in {path} returned {type(values).__name__}, not a ConfigDict "
+                     "or dict of config keys.")
+  override(config, dict(values), source=path)
   return config
 
 
-def _plain(value):
+def plain(value):
   """ConfigDicts and mappings as nested plain dicts (for constructor kwargs)."""
   if hasattr(value, "to_dict"):
     value = value.to_dict()
-  return {k: (_plain(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v)
+  return {k: (plain(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v)
           for k, v in dict(value).items()}
 
 
@@ -108,8 +124,11 @@ def override(config: ml_collections.ConfigDict, values: dict, *, source: str = "
       raise ValueError(f"unknown config key {key!r} (from {source}).{_suggest(key, list(config))} "
                        f"Valid keys: {', '.join(sorted(config))}.")
     if key in ("rule_kwargs", "family_kwargs"):
-      config[key] = ml_collections.ConfigDict(_plain(value))
+      config[key] = ml_collections.ConfigDict(plain(value))
     elif isinstance(config[key], tuple):
+      if isinstance(value, str):
+        raise ValueError(f"config key {key} takes a tuple or list (e.g. ({value!r},)), got the "
+                         f"string {value!r} (from {source}).")
       config[key] = tuple(value)
     else:
       with config.ignore_type():
@@ -162,8 +181,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if not cond:
       raise ValueError(f"invalid config: {msg}")
 
-  need(isinstance(c.num_outer_steps, int) and c.num_outer_steps > 0,
-       f"num_outer_steps must be a positive integer, got {c.num_outer_steps!r}.")
+  for key in ("num_outer_steps", "truncation_length", "min_horizon", "max_horizon",
+              "population_per_task", "num_task_types", "checkpoint_every", "keep_checkpoints",
+              "log_every", "eval_every", "eval_horizon", "num_devices", "task_seed", "seed"):
+    need(isinstance(c[key], int) and not isinstance(c[key], bool),
+         f"{key} must be an integer, got {c[key]!r} ({type(c[key]).__name__}).")
+  need(c.num_outer_steps > 0, f"num_outer_steps must be > 0, got {c.num_outer_steps}.")
   need(c.truncation_length > 0, f"truncation_length must be > 0, got {c.truncation_length}.")
   need(c.min_horizon > 0 and c.max_horizon >= c.min_horizon,
        f"need 0 < min_horizon <= max_horizon, got {c.min_horizon}, {c.max_horizon}.")
@@ -177,7 +200,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   need(c.estimator in ESTIMATORS, f"estimator must be one of {list(ESTIMATORS)}, got {c.estimator!r}.")
   need(c.rule in RULES, f"rule must be one of {sorted(RULES)}, got {c.rule!r}.")
   need(c.es_sigma > 0, f"es_sigma must be > 0, got {c.es_sigma}.")
-  need(c.outer_lr > 0, f"outer_lr must be > 0, got {c.outer_lr}.")
+  need(c.outer_lr >= 0, f"outer_lr must be >= 0 (0 freezes theta: a control run), got "
+       f"{c.outer_lr}.")
   need(c.divergence_factor > 1, f"divergence_factor must be > 1, got {c.divergence_factor}.")
   need(c.meta_loss in ("log", "ratio"), f"meta_loss must be 'log' or 'ratio', got {c.meta_loss!r}.")
   need(c.checkpoint_every > 0, f"checkpoint_every must be > 0, got {c.checkpoint_every}.")
@@ -186,6 +210,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   need(c.eval_horizon > 0, f"eval_horizon must be > 0, got {c.eval_horizon}.")
   need(c.task_specs or (c.task_families and c.num_task_types > 0),
        "set task_specs, or task_families with num_task_types > 0.")
+  lo, hi = (tuple(c.weight_scale) + (None, None))[:2]
+  need(len(tuple(c.weight_scale)) == 2 and all(isinstance(x, (int, float)) for x in (lo, hi))
+       and 0 < lo <= hi, f"weight_scale must be (lo, hi) with 0 < lo <= hi, got {c.weight_scale}.")
+  from metalearn.tasks import FAMILIES, TaskSpec
+  unknown = [f for f in c.task_families if f not in FAMILIES]
+  need(not unknown, f"unknown task_families {unknown}; choose from {sorted(FAMILIES)}.")
+  extra = set(plain(c.get("family_kwargs", {}) or {})) - set(c.task_families)
+  need(not extra, f"family_kwargs for {sorted(extra)}, which are not in task_families "
+       f"{list(c.task_families)}.")
+  for what in ("task_specs", "eval_tasks"):
+    for s in c[what]:
+      try:
+        TaskSpec.from_dict(dict(s))
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"invalid config: {what} entry {dict(s)!r}: {e}") from e
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 from etils import epath
 
@@ -14,10 +15,14 @@ def write_text_atomic(path, text: str) -> None:
   if "://" in str(path):
     path.write_text(text)
     return
-  tmp = str(path) + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, str(path))
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, str(path))
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def _scalar(v):
@@ -53,10 +58,23 @@ class Telemetry:
                        dynamic_ncols=True)
 
   def _rows_up_to(self, step: int) -> list[str]:
+    """The log's rows up to ``step``; a torn or unreadable line (a run killed mid-write) is dropped
+    with a warning naming the file, since the log is a record, not state."""
     if not self.path.exists():
       return []
-    lines = self.path.read_text().splitlines()
-    return [line + "\n" for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    rows = []
+    for i, line in enumerate(self.path.read_text().splitlines()):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        warnings.warn(f"{self.path}: line {i + 1} is not valid JSON (torn by an interrupted "
+                      "write?); dropping it.", stacklevel=3)
+        continue
+      if row.get("step", 0) <= step:
+        rows.append(line + "\n")
+    return rows
 
   def _flush(self) -> None:
     write_text_atomic(self.path, "".join(self._rows))
@@ -75,6 +93,7 @@ class Telemetry:
       for k, v in row.items():
         if k != "step" and isinstance(v, float):
           self._tb.add_scalar(k, v, step)
+      self._tb.flush()  # a killed run keeps every logged step in TensorBoard
     if self._bar is not None:
       post = {k: f"{row[k]:.4g}" for k in ("meta_loss", "inner_steps_per_s") if k in row}
       self._bar.set_postfix(post, refresh=False)

@@ -15,6 +15,10 @@ inside the scan: from then on its losses are clipped, the estimator masks it out
 meta-gradient, and it restarts at the end of the truncation. ``reset_finished`` restarts finished
 or diverged runs with a fresh init and a freshly sampled horizon; horizons are multiples of ``K``,
 so runs end on truncation boundaries and no reset is needed inside the scan.
+
+Weight-scale augmentation (``UnrollConfig.weight_scale``, off by default): each run draws a scale
+``s`` log-uniformly in the range and trains ``q = p / s`` on the loss ``L(s q)``, so the rule sees
+parameters ``1/s`` and gradients ``s`` times the task's own and cannot memorise one scale.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from metalearn.optimizers.base import LearnedRule
 from metalearn.tasks import training
 from metalearn.tasks.base import Task
@@ -35,6 +40,7 @@ class InnerState(NamedTuple):
   horizon: jax.Array     # int32, this run's length (a multiple of K)
   init_loss: jax.Array   # float32, loss at initialisation (meta-loss normaliser)
   diverged: jax.Array    # bool
+  scale: jax.Array       # float32, the run's weight scale s (1 without augmentation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +52,20 @@ class UnrollConfig:
   meta_loss: str = "log"   # "log" or "ratio"
   remat: bool = False      # jax.checkpoint each inner step (TBPTT memory)
   stagger: bool = True     # shorten each member's first run at random to desynchronise runs
+  weight_scale: tuple[float, float] = (1.0, 1.0)   # log-uniform range of s (see module doc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """What an estimator works on: a task, the rule, the unroll config and the task's data.
+
+  Built inside the traced outer step (``data`` is the device-resident dataset passed to it), so
+  the estimator's methods take ``(problem, theta, state, key)`` and nothing else.
+  """
+  task: Task
+  rule: LearnedRule
+  cfg: UnrollConfig
+  data: Any
 
 
 def sample_horizon(key, cfg: UnrollConfig):
@@ -56,17 +76,23 @@ def sample_horizon(key, cfg: UnrollConfig):
   return (jnp.floor(n).astype(jnp.int32) * k).clip(k, None)
 
 
-def fresh_state(task: Task, rule: LearnedRule, theta, data, key, cfg: UnrollConfig,
-                horizon=None) -> InnerState:
+def _sample_scale(key, cfg: UnrollConfig):
+  lo, hi = (float(x) for x in cfg.weight_scale)
+  if lo == hi == 1.0:
+    return jnp.ones((), jnp.float32)
+  return jnp.exp(jax.random.uniform(key, (), minval=jnp.log(lo), maxval=jnp.log(hi)))
+
+
+def fresh_state(problem: Problem, theta, key, horizon=None) -> InnerState:
   """A new run at step 0; its ``init_loss`` is filled in by its first step in ``unroll``."""
-  del data  # the initial loss comes from the first training step's batch
-  k_init, _, k_h = jax.random.split(key, 3)
-  params = task.init(k_init)
+  k_init, k_scale, k_h = jax.random.split(key, 3)
+  scale = _sample_scale(k_scale, problem.cfg)
+  params = jax.tree.map(lambda p: p / scale.astype(p.dtype), problem.task.init(k_init))
   if horizon is None:
-    horizon = sample_horizon(k_h, cfg)
-  opt_state = rule.as_optax(theta, num_steps=horizon).init(params)
+    horizon = sample_horizon(k_h, problem.cfg)
+  opt_state = problem.rule.as_optax(theta, num_steps=horizon).init(params)
   return InnerState(params, opt_state, jnp.zeros((), jnp.int32), horizon,
-                    jnp.ones((), jnp.float32), jnp.zeros((), bool))
+                    jnp.ones((), jnp.float32), jnp.zeros((), bool), scale)
 
 
 def _step_meta_loss(loss, init_loss, bad, cfg: UnrollConfig):
@@ -78,12 +104,29 @@ def _step_meta_loss(loss, init_loss, bad, cfg: UnrollConfig):
   return jnp.where(bad, ceiling, jnp.minimum(value, ceiling))
 
 
-def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, cfg: UnrollConfig):
+@dataclasses.dataclass(frozen=True)
+class _Rescaled:
+  """``task`` reparameterised as ``p = scale * q``: what ``training.train_step`` needs of a task."""
+  task: Task
+  scale: jax.Array
+
+  def batch(self, data, key):
+    return self.task.batch(data, key)
+
+  def loss(self, q, batch):
+    return self.task.loss(jax.tree.map(lambda x: x * self.scale.astype(x.dtype), q), batch)
+
+
+def unroll(problem: Problem, theta, state: InnerState, key):
   """Advances one run by ``cfg.truncation_length`` steps. Returns (state, meta_loss, metrics)."""
+  cfg, rule = problem.cfg, problem.rule
+  augmented = tuple(cfg.weight_scale) != (1.0, 1.0)
+  task = _Rescaled(problem.task, state.scale) if augmented else problem.task
 
   def step(st: InnerState, k):
     tx = rule.as_optax(theta, num_steps=st.horizon)
-    params, opt_state, loss = training.train_step(task, tx, st.params, st.opt_state, data, k)
+    params, opt_state, loss = training.train_step(task, tx, st.params, st.opt_state,
+                                                  problem.data, k)
     # A run's first step measures its initial loss (the params are still the init).
     init_loss = jnp.where(st.step == 0, jnp.maximum(jax.lax.stop_gradient(loss), 1e-6),
                           st.init_loss)
@@ -91,7 +134,8 @@ def unroll(task: Task, rule: LearnedRule, theta, state: InnerState, data, key, c
     # A diverged run is not frozen (that would cost a select over every parameter each step): its
     # losses are clipped from here on, it is masked out of the meta-gradient, and it is restarted
     # at the end of the truncation.
-    new = InnerState(params, opt_state, st.step + 1, st.horizon, init_loss, bad)
+    new = st._replace(params=params, opt_state=opt_state, step=st.step + 1, init_loss=init_loss,
+                      diverged=bad)
     return new, (_step_meta_loss(loss, init_loss, bad, cfg), jnp.where(bad, 0.0, loss))
 
   if cfg.remat:
@@ -106,10 +150,9 @@ def finished(state: InnerState) -> jax.Array:
   return (state.step >= state.horizon) | state.diverged
 
 
-def reset_finished(task: Task, rule: LearnedRule, theta, state: InnerState, data, key,
-                   cfg: UnrollConfig):
+def reset_finished(problem: Problem, theta, state: InnerState, key):
   """Restarts runs that reached their horizon or diverged. Returns (state, was_reset)."""
   done = finished(state)
-  fresh = fresh_state(task, rule, jax.lax.stop_gradient(theta), data, key, cfg)
+  fresh = fresh_state(problem, jax.lax.stop_gradient(theta), key)
   state = jax.tree.map(lambda f, s: jnp.where(done, f, s), fresh, state)
   return state, done
