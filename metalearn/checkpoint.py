@@ -98,8 +98,10 @@ class Checkpointer:
                                            enable_async_checkpointing=async_save,
                                            read_only=read_only)
     self.read_only = read_only
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "config"))
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "config": ocp.JsonCheckpointHandler()})
     self._stop = threading.Event()
     self.stop_signal: str | None = None
 
@@ -171,15 +173,14 @@ class Checkpointer:
       raise ValueError(f"checkpoint {step} in {self.directory} has no readable config.")
     return dict(out["config"])
 
-  def _state_path(self, step: int):
-    return epath.Path(self.directory) / str(step) / "state"
+  def _metadata(self, step: int) -> dict:
+    meta = self._manager.item_metadata(step)["state"]
+    if meta is None:
+      raise ValueError(f"checkpoint {step} in {self.directory} has no readable state metadata.")
+    return dict(getattr(meta, "tree", meta))
 
   def _stored_layout(self, step: int) -> dict:
-    reader = ocp.StandardCheckpointer()
-    try:
-      return _flat(dict(reader.metadata(self._state_path(step)).item_metadata))
-    finally:
-      reader.close()
+    return _flat(self._metadata(step))
 
   def _check_layout(self, abstract: dict, step: int) -> None:
     stored, want = self._stored_layout(step), _flat(abstract)
@@ -246,14 +247,10 @@ class Checkpointer:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def read(step):
-      reader = ocp.StandardCheckpointer()
-      try:
-        meta = dict(reader.metadata(self._state_path(step)).item_metadata)
-        target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device),
-                              meta, is_leaf=lambda v: hasattr(v, "shape"))
-        out = reader.restore(self._state_path(step), target)
-      finally:
-        reader.close()
+      target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device),
+                            self._metadata(step), is_leaf=lambda v: hasattr(v, "shape"))
+      out = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
       out = out if subtree is None else out[subtree]
       return jax.tree.map(np.asarray, out), self.config(step)
 

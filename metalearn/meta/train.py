@@ -98,8 +98,8 @@ def train_and_evaluate(config, workdir: str, *, mesh=None,
   ``evaluate(meta_step, theta) -> {task: {name: value}}`` runs every ``eval_every`` steps and at
   the end (``None``: never); ``eval_callback(step, results)`` receives each result.
   """
+  ms = MetaStep(config, mesh=mesh)   # validates the config before anything is written
   check_workdir(workdir)
-  ms = MetaStep(config, mesh=mesh)
   cfg_json = config_lib.to_json(config)
   root = epath.Path(workdir)
   ckpt = Checkpointer(str(root / artifacts.CHECKPOINT_DIR), keep=config.keep_checkpoints)
