@@ -173,6 +173,10 @@ class Checkpointer:
       raise ValueError(f"checkpoint {step} in {self.directory} has no readable config.")
     return dict(out["config"])
 
+  def newest_config(self) -> tuple[dict, int]:
+    """``(config, step)`` of the newest checkpoint whose config reads (damaged ones skipped)."""
+    return self._restorable(self.config)
+
   def _metadata(self, step: int) -> dict:
     meta = self._manager.item_metadata(step)["state"]
     if meta is None:

@@ -8,6 +8,8 @@ TPU pod slice.
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -32,6 +34,8 @@ def initialize_distributed(coordinator_address: str | None = None,
   if any(given) and not all(given):
     raise ValueError("multi-host start-up needs all of coordinator_address, num_processes and "
                      "process_id (or none of them, on Cloud TPU).")
+  if all(given) and int(process_id) != 0:
+    _wait_for_coordinator(coordinator_address, timeout_s)
   kwargs = dict(coordinator_address=coordinator_address, num_processes=int(num_processes),
                 process_id=int(process_id), local_device_ids=local_device_ids) if all(given) else {}
   try:
@@ -42,6 +46,29 @@ def initialize_distributed(coordinator_address: str | None = None,
         f"could not join the multi-host run at coordinator {where} within {timeout_s} s "
         f"({type(e).__name__}: {str(e)[:300]}). Check that the coordinator process (process 0) is "
         "running and that host:port is reachable from this host.") from e
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Waits until ``host:port`` accepts connections; ConnectionError naming it after ``timeout_s``.
+
+  JAX's runtime aborts the whole process (no Python exception) when the coordinator never
+  answers, so a worker checks that it is reachable first.
+  """
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit():
+    raise ValueError(f"coordinator_address must be HOST:PORT, got {address!r}.")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+      return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise ConnectionError(
+            f"could not join the multi-host run: coordinator {address} did not answer within "
+            f"{timeout_s} s ({e.strerror or e}). Check that the coordinator process (process 0) "
+            "is running and that host:port is reachable from this host.") from e
+      time.sleep(0.5)
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -43,6 +43,7 @@ def _saved_steps(workdir):
   return sorted(int(p) for p in os.listdir(d) if p.isdigit())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_the_current_step_and_resume_finishes(tmp_path, sig, code):
   """Ctrl-C and SIGTERM both finish the step, save it (even off the checkpoint schedule, and

@@ -80,11 +80,11 @@ def _restore(ms: MetaStep, ckpt: Checkpointer, cfg_json: dict, workdir: str):
   """``(state, start_step)``: the newest readable checkpoint of this config, else a fresh state."""
   if ckpt.latest_step() is None:
     return ms.init_state(), 0
-  stored = ckpt.config()
+  stored, step = ckpt.newest_config()
   bad = config_lib.incompatible_keys(stored, cfg_json)
   if bad:
     raise IncompatibleCheckpointError(
-        f"workdir {workdir} holds a checkpoint (step {ckpt.latest_step()}) of a different config: "
+        f"workdir {workdir} holds a checkpoint (step {step}) of a different config: "
         f"{', '.join(f'{k}: {stored.get(k)!r} there vs {cfg_json.get(k)!r} now' for k in bad)}. "
         "Use a new --workdir, or the same config to resume. The checkpoint was left untouched.")
   return ckpt.restore(ms.abstract_state())
