@@ -4,7 +4,8 @@
 #     (benchmarks/meta_efficiency.py) for the default and the pretrained_default configs;
 #   - a short HyperparamNet meta-training (experiments/pretrained_hyperparam_net.py, bigger
 #     population) whose meta-parameters come back in $OUT.
-# Wheels the GPU image lacks travel in .whl/, the prepared bundled datasets in .gpu_data/.
+# Wheels the GPU image lacks travel in .whl/, the prepared bundled datasets in .gpu_data/: make
+# both with benchmarks/gpu_prepare.sh on a machine with network first.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
@@ -21,7 +22,7 @@ timeout -s TERM 170 python3 -m metalearn.cli meta-train --config experiments/pre
 cp /tmp/hpn/metrics.jsonl "$OUT/hpn_metrics.jsonl" 2>/dev/null
 python3 - "$OUT" <<'PY'
 import sys
-from metalearn.meta.trainer import load_meta_params
+from metalearn.artifacts import from_workdir as load_meta_params
 from metalearn.optimizers.serialization import save_rule
 rule, theta, info = load_meta_params("/tmp/hpn")
 save_rule(sys.argv[1] + "/hyperparam_net_gpu.safetensors", rule, theta, outer_step=int(info["outer_step"]))

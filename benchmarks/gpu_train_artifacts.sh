@@ -14,7 +14,7 @@ train() {  # name config seconds extra-flags...
   cp "/tmp/$name/metrics.jsonl" "$OUT/${name}_metrics.jsonl"
   python3 - "$name" "$OUT" <<'PY'
 import sys
-from metalearn.meta.trainer import load_meta_params
+from metalearn.artifacts import from_workdir as load_meta_params
 from metalearn.optimizers.serialization import save_rule
 name, out = sys.argv[1:]
 rule, theta, info = load_meta_params(f"/tmp/{name}")

@@ -8,21 +8,7 @@ import warnings
 
 from etils import epath
 
-
-def write_text_atomic(path, text: str) -> None:
-  """Local files: temp file + rename; remote (gs://) files are written whole by the backend."""
-  path = epath.Path(path)
-  if "://" in str(path):
-    path.write_text(text)
-    return
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "w") as f:
-      f.write(text)
-    os.replace(tmp, str(path))
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+from metalearn.files import atomic_write
 
 
 def _scalar(v):
@@ -77,7 +63,7 @@ class Telemetry:
     return rows
 
   def _flush(self) -> None:
-    write_text_atomic(self.path, "".join(self._rows))
+    atomic_write(self.path, "".join(self._rows))
 
   def log(self, step: int, metrics: dict) -> None:
     if not self.enabled:

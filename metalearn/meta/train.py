@@ -27,7 +27,8 @@ import metalearn.parallel as parallel
 from metalearn.checkpoint import Checkpointer
 from metalearn.meta import config as config_lib
 from metalearn.meta.step import MetaStep
-from metalearn.meta.telemetry import Telemetry, write_text_atomic
+from metalearn.files import atomic_write
+from metalearn.meta.telemetry import Telemetry
 from metalearn.tasks import TaskSpec, make_task
 from metalearn.tasks.training import train_curves
 
@@ -113,7 +114,7 @@ def train_and_evaluate(config, workdir: str, *, mesh=None,
       return Result(jax.device_get(state["theta"]), start)
     main = parallel.is_main_process()
     if main:
-      write_text_atomic(root / "config.json", json.dumps(cfg_json, indent=2))
+      atomic_write(root / "config.json", json.dumps(cfg_json, indent=2))
     telemetry = Telemetry(workdir, start_step=start, total_steps=total, enabled=main,
                           progress=config.progress)
     ckpt.install_signal_handlers()
@@ -158,7 +159,7 @@ def train_and_evaluate(config, workdir: str, *, mesh=None,
       export(ms, theta, step, workdir)
       final = run_eval(theta)
       if final is not None:
-        write_text_atomic(root / "eval.json", json.dumps(final, indent=2))
+        atomic_write(root / "eval.json", json.dumps(final, indent=2))
     return Result(theta, step, metrics=last)
   finally:
     if telemetry is not None:
