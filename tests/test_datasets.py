@@ -48,7 +48,7 @@ def test_images_shapes_counts_and_ranges(name, data_dir):
 
 def test_split_order_is_the_fixed_permutation(data_dir):
   labels = bundled._mnist5k_28()[1]
-  indices = bundled._split_indices(len(labels))
+  indices = bundled.split_indices(len(labels))
   for split in ("train", "test"):
     loaded = datasets.load_images("mnist5k", split, data_dir=data_dir)
     np.testing.assert_array_equal(loaded["label"], labels[indices[split]])
@@ -77,7 +77,7 @@ def test_loads_are_cached_and_deterministic(data_dir):
 
 def test_digits_match_sklearn(data_dir):
   images, labels = bundled._digits_arrays()
-  indices = bundled._split_indices(len(labels))["train"]
+  indices = bundled.split_indices(len(labels))["train"]
   train = datasets.load_images("digits", "train", data_dir=data_dir)
   np.testing.assert_array_equal(train["label"], labels[indices])
   np.testing.assert_allclose(train["image"], images[indices] / 255.0,

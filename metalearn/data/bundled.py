@@ -74,7 +74,7 @@ def frozen(array: np.ndarray) -> np.ndarray:
   return array
 
 
-def _split_indices(num_examples: int) -> dict[str, np.ndarray]:
+def split_indices(num_examples: int) -> dict[str, np.ndarray]:
   """Fixed-seed shuffled train/test indices; the order is the stored order."""
   perm = np.random.default_rng(_SPLIT_SEED).permutation(num_examples)
   num_test = int(round(num_examples * _TEST_FRACTION))
@@ -167,7 +167,7 @@ def _pychars_chunks() -> np.ndarray:
 # TFDS builders.
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A builder whose data comes from installed packages, never a download."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -177,7 +177,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   code_path = epath.Path(__file__)
 
 
-class _ImageBuilder(_LocalBuilder, skip_registration=True):
+class _ImageBuilder(LocalBuilder, skip_registration=True):
   """Grayscale 10-class image dataset stored as raw uint8 tensors."""
 
   SIZE = 28
@@ -205,7 +205,7 @@ class _ImageBuilder(_LocalBuilder, skip_registration=True):
     del dl_manager  # Everything is local.
     images, labels = self._arrays()
     return {split: self._generate_examples(images, labels, indices)
-            for split, indices in _split_indices(len(labels)).items()}
+            for split, indices in split_indices(len(labels)).items()}
 
   def _generate_examples(self, images, labels, indices):
     # TFDS stores unshuffled examples in key order, so the key is the position.
@@ -255,7 +255,7 @@ class MlMnist5k8(MlMnist5k):
   DESCRIPTION = "ml_mnist5k area-averaged to 8x8."
 
 
-class MlPychars(_LocalBuilder):
+class MlPychars(LocalBuilder):
   """Character-level corpus of CPython standard-library source."""
 
   name = "ml_pychars"

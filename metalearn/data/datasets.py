@@ -33,12 +33,13 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metalearn.data.bundled import BUILDERS, VOCAB_SIZE, frozen
+from metalearn.data import bundled, tabular
+from metalearn.data.bundled import VOCAB_SIZE, frozen
 
 DATA_DIR_ENV = "TFDS_DATA_DIR"
 METALEARN_DATA_DIR_ENV = "METALEARN_DATA_DIR"
-BUNDLED: tuple[str, ...] = ("digits", "mnist5k", "mnist5k_14", "mnist5k_8",
-                            "pychars")
+BUILDERS = {**bundled.BUILDERS, **tabular.BUILDERS}
+BUNDLED: tuple[str, ...] = tuple(BUILDERS)
 
 _READ_BATCH = 1024
 
@@ -164,11 +165,11 @@ def _not_prepared(name: str, data_dir: str, detail: str) -> \
     DatasetNotPreparedError:
   """The error for an unprepared TFDS dataset, with the command that fixes it."""
   base = re.split(r"[/:]", name, maxsplit=1)[0]
-  bundled = [n for n, cls in BUILDERS.items() if cls.name == base]
-  if bundled:
+  matches = [n for n, cls in BUILDERS.items() if cls.name == base]
+  if matches:
     return DatasetNotPreparedError(
         f"{name!r} is not prepared in data dir {data_dir!r} ({detail}); load "
-        f"it by its bundled name {bundled[0]!r}, which prepares it offline.")
+        f"it by its bundled name {matches[0]!r}, which prepares it offline.")
   return DatasetNotPreparedError(
       f"TFDS dataset {name!r} is not prepared in data dir {data_dir!r} "
       f"({detail}). metalearn never downloads data. To fix it, on a machine "
@@ -286,6 +287,8 @@ def _kind(features) -> str:
     return "text"
   if "image" in features and "label" in features:
     return "images"
+  if "features" in features and "label" in features:
+    return "tabular"
   return "other"
 
 
@@ -347,6 +350,21 @@ def load_images(name: str, split: str = "train",
     "num_classes": int}. Arrays are read-only and cached per process.
   """
   return _load(name, split, data_dir, "images", _to_images)
+
+
+def _to_tabular(builder, records) -> dict[str, Any]:
+  return {
+      "features": frozen(np.stack([r["features"] for r in records]).astype(np.float32)),
+      "label": frozen(np.array([r["label"] for r in records], np.int32)),
+      "num_classes": int(builder.info.features["label"].num_classes),
+  }
+
+
+def load_tabular(name: str, split: str = "train",
+                 data_dir: str | None = None) -> dict[str, Any]:
+  """Loads a classification table: {"features": float32 [N, D] (raw, unscaled),
+  "label": int32 [N], "num_classes": int}. Read-only, cached per process."""
+  return _load(name, split, data_dir, "tabular", _to_tabular)
 
 
 def load_text(name: str = "pychars", split: str = "train",
