@@ -222,10 +222,10 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
   seeds = DEFAULT_SEEDS if seeds is None else seeds
   if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
     raise ValueError(f"seeds must be a positive integer (runs per configuration), got {seeds!r}.")
-  files.check_writable_dir(workdir)
   path = os.path.join(workdir, RESULTS)
   _check_existing(path, optimizer, suite)
   rule, theta, info = load_rule(optimizer)
+  files.check_writable_dir(workdir)
   cache_dir = cache_dir or os.path.join(workdir, "runs")
   files.check_writable_dir(cache_dir, "cache_dir")
   rule_id = fingerprint(rule, theta)
