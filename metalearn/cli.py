@@ -87,10 +87,9 @@ def evaluate(argv) -> int:
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", type=int, default=None, help="seeds per run (default 2)")
   args = p.parse_args(argv)
-  from metalearn.evaluate import run_evaluation
-  run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds)
-  print(f"evaluation done: {os.path.join(args.workdir, 'results.json')}; next: metalearn report "
-        f"{args.workdir}")
+  from metalearn.evaluate import run_evaluation, summary_text
+  results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds)
+  print(summary_text(results, args.workdir))
   return 0
 
 

@@ -46,9 +46,25 @@ def test_images_shapes_counts_and_ranges(name, data_dir):
     assert set(np.unique(split["label"])) == set(range(10))
 
 
+@pytest.mark.parametrize("name, shape, num_classes, loader", [
+    ("breast_cancer", (569, 30), 2, "load_breast_cancer"), ("wine", (178, 13), 3, "load_wine")])
+def test_tabular_match_sklearn(name, shape, num_classes, loader, data_dir):
+  import sklearn.datasets
+  table = getattr(sklearn.datasets, loader)()
+  indices = bundled.split_indices(shape[0])
+  for split in ("train", "test"):
+    loaded = datasets.load_tabular(name, split, data_dir=data_dir)
+    assert loaded["num_classes"] == num_classes and loaded["features"].shape[1] == shape[1]
+    assert loaded["features"].dtype == np.float32 and loaded["label"].dtype == np.int32
+    np.testing.assert_array_equal(loaded["label"], table.target[indices[split]])
+    np.testing.assert_allclose(loaded["features"], table.data[indices[split]], rtol=1e-6)
+  with pytest.raises(ValueError, match="tabular"):
+    datasets.load_images(name, data_dir=data_dir)
+
+
 def test_split_order_is_the_fixed_permutation(data_dir):
   labels = bundled._mnist5k_28()[1]
-  indices = bundled._split_indices(len(labels))
+  indices = bundled.split_indices(len(labels))
   for split in ("train", "test"):
     loaded = datasets.load_images("mnist5k", split, data_dir=data_dir)
     np.testing.assert_array_equal(loaded["label"], labels[indices[split]])
@@ -77,7 +93,7 @@ def test_loads_are_cached_and_deterministic(data_dir):
 
 def test_digits_match_sklearn(data_dir):
   images, labels = bundled._digits_arrays()
-  indices = bundled._split_indices(len(labels))["train"]
+  indices = bundled.split_indices(len(labels))["train"]
   train = datasets.load_images("digits", "train", data_dir=data_dir)
   np.testing.assert_array_equal(train["label"], labels[indices])
   np.testing.assert_allclose(train["image"], images[indices] / 255.0,

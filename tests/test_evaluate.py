@@ -1,13 +1,19 @@
-"""Evaluation: the speedup metric, suites, run_evaluation + report on the tiny suite, the CLI."""
+"""Evaluation: metrics, baselines, suites, run_evaluation + report on the tiny suite, the CLI,
+and what happens when the workdir cannot be written."""
+import glob
 import json
 import os
+import stat
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from metalearn import cli
-from metalearn.evaluate import SUITES, get_suite, run_evaluation, speedup, write_report
-from metalearn.evaluate import metrics
+from metalearn.evaluate import (BASELINES, SUITES, WorkdirError, get_suite, run_evaluation,
+                                speedup, summary_text, trials_to_match, write_report)
+from metalearn.evaluate import baselines, files, metrics, summary
+from metalearn.evaluate.suites import OOD_REASONS, SuiteTask
 from metalearn.tasks import TaskSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,6 +68,35 @@ def test_smooth_tail_and_divergence():
   assert metrics.tune(curves[:, None, :]) == 0
 
 
+def test_trials_to_match_by_hand():
+  finals = [5.0, 2.0, 1.0, 1.5, np.nan, 3.0, 9.0]   # 7 learning rates, one diverged
+  assert trials_to_match(finals, 1.0) == 7.0          # only the best one matches
+  assert trials_to_match(finals, 2.0) == pytest.approx(7 / 3)
+  assert trials_to_match(finals, 100.0) == pytest.approx(7 / 6)  # the diverged one never matches
+  assert trials_to_match(finals, 0.5) == np.inf
+  curves = np.stack([np.full((2, 10), 3.0), np.full((2, 10), 1.0)])
+  curves[0, 1, -1] = np.nan
+  np.testing.assert_array_equal(metrics.final_losses(curves), [np.inf, 1.0])
+
+
+# -- baselines -------------------------------------------------------------------------------------
+
+
+def test_baselines():
+  assert BASELINES == ("adam", "adamw", "adamw_cosine", "sgdm")
+  adam = next(b for b in baselines.TUNED if b.name == "adam")
+  assert adam.lrs[baselines.lr_index(adam.lrs, baselines.DEFAULT.lr)] == pytest.approx(1e-3)
+  with pytest.raises(ValueError, match="not on the grid"):
+    baselines.lr_index(adam.lrs, 2e-3)
+  lr = jnp.float32(0.1)   # traced in the grid: the schedule must not branch on it
+  schedule = baselines.warmup_cosine(lr, 1000)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(50)) == pytest.approx(0.1)            # end of the 5% warmup
+  assert float(schedule(25)) == pytest.approx(0.05)
+  assert float(schedule(525)) == pytest.approx(0.05, rel=1e-3)  # half-way through the cosine
+  assert float(schedule(1000)) == pytest.approx(0.0, abs=1e-7)
+
+
 # -- suites ----------------------------------------------------------------------------------------
 
 
@@ -70,15 +105,43 @@ def test_suites():
   for name in SUITES:
     for spec, steps in get_suite(name):
       assert isinstance(spec, TaskSpec) and isinstance(steps, int) and steps > 0
+    ids = [item.id for item in get_suite(name)]
+    assert len(set(ids)) == len(ids)
   ind = get_suite("in_distribution")
   assert {s.kind for s, _ in ind} == {"image_mlp", "cnn"}
   assert {s.dataset for s, _ in ind} <= {"digits", "mnist5k_8"}
   assert all(200 <= n <= 1000 for _, n in ind)
   ood = get_suite("out_of_distribution")
-  assert {"image_mlp", "cnn", "char_lm", "autoencoder", "linreg"} <= {s.kind for s, _ in ood}
-  assert sum(n >= 5000 for _, n in ood) >= 2
+  assert len(ood) >= 14
+  kinds = {s.kind for s, _ in ood}
+  assert {"image_mlp", "cnn", "char_lm", "autoencoder", "linreg"} <= kinds
+  # Model kinds that no meta-training recipe uses (image MLPs, CNNs, transformers, autoencoders).
+  assert len(kinds - {"image_mlp", "cnn", "char_lm", "autoencoder", "linreg", "quadratic"}) >= 3
+  assert {"breast_cancer", "wine"} & {s.dataset for s, _ in ood}
+  assert max(s.d_model for s, _ in ood if s.kind == "char_lm") >= 2 * 64   # a wider transformer
+  assert sum(n >= 10000 for _, n in ood) >= 2   # 10x the meta-training horizons (<= 1,000)
+  assert all(OOD_REASONS.get(item.id) for item in ood)
   with pytest.raises(ValueError, match="tiny"):
     get_suite("nope")
+
+
+def test_classify_against_recorded_meta_training_tasks():
+  info = {"task_specs": [TaskSpec("image_mlp", dataset="digits", hidden=(64, 64)).to_dict()],
+          "train_horizon": [100, 1000]}
+  def inside(spec, n=500):
+    return summary.classify(SuiteTask(spec, n), "out_of_distribution", info)
+  mlp = lambda hidden, dataset="digits": TaskSpec("image_mlp", dataset=dataset, hidden=hidden)
+  assert inside(mlp((32,)))["inside"] is True
+  assert inside(mlp((32,)))["by"] == "rule's meta-training tasks"
+  assert "wider" in inside(mlp((128,)))["why"] and not inside(mlp((128,)))["inside"]
+  assert "deeper" in inside(mlp((32,) * 3))["why"]
+  assert "dataset mnist5k" in inside(mlp((32,), "mnist5k"))["why"]
+  assert "kind cnn_norm" in inside(TaskSpec("cnn_norm", dataset="digits"))["why"]
+  assert "horizon 5000" in inside(mlp((32,)), 5000)["why"]
+  # No recorded tasks: the suite's design decides.
+  by_design = summary.classify(SuiteTask(mlp((32,)), 500), "out_of_distribution", {})
+  assert by_design["inside"] is False and by_design["by"] == "suite design"
+  assert summary.classify(SuiteTask(mlp((32,)), 500), "tiny", {})["inside"] is None
 
 
 # -- run_evaluation, report and the CLI on the tiny suite ------------------------------------------
@@ -97,24 +160,53 @@ def test_results_json(evaluated):
     res = json.load(f)
   assert res["optimizer"] == "init:mlp_lopt" and res["suite"] == "tiny" and res["complete"]
   assert res["seeds"] >= 2
+  assert res["cache"] == {"hits": 0, "misses": 2 * (1 + len(BASELINES))}
   assert [t["id"] for t in res["tasks"]] == [f"{s.name}@{n}" for s, n in get_suite("tiny")]
   for t in res["tasks"]:
-    assert set(t["optimizers"]) == {"rule", "adam", "adamw", "sgdm"}
+    assert set(t["optimizers"]) == {"rule", "default", *BASELINES}
     for name, entry in t["optimizers"].items():
       assert np.isfinite(entry["final_train_loss"]) and np.isfinite(entry["final_test_loss"])
       assert 0 < len(entry["curve"]["step"]) == len(entry["curve"]["loss"]) <= 200
       with np.load(os.path.join(evaluated, t["runs"][name])) as runs:
         shape = runs["train_loss"].shape
       assert shape[1:] == (res["seeds"], t["num_steps"])
-      if name != "rule":
+      if name in BASELINES:
         assert len(entry["lrs"]) >= 6 and shape[0] == len(entry["lrs"])
         assert entry["best_lr"] in entry["lrs"]
-    for name in ("adam", "adamw", "sgdm"):
+    # The untuned default is Adam's grid at 1e-3: never better than tuned Adam.
+    default, adam = t["optimizers"]["default"], t["optimizers"]["adam"]
+    assert default["best_lr"] == pytest.approx(1e-3) and t["runs"]["default"] == t["runs"]["adam"]
+    assert default["final_train_loss"] == pytest.approx(
+        adam["final_train_loss_by_lr"][adam["lrs"].index(default["best_lr"])])
+    for name in (*BASELINES, "default"):
       assert t["speedup"][name] >= 0
+    # Trials to match, recomputed from the per-lr final losses.
+    finals = adam["final_train_loss_by_lr"]
+    k = sum(f is not None and f <= t["optimizers"]["rule"]["final_train_loss"] for f in finals)
+    assert t["trials_to_match"] == (len(finals) / k if k else None)
+    assert t["distribution"] == {"inside": None, "by": "suite design",
+                                 "why": "suite 'tiny' is not designed to be inside or outside"}
   s = res["summary"]
   assert s["num_tasks"] == 2 and "median_speedup_vs_adam" in s
-  assert set(s["vs"]) == {"adam", "adamw", "sgdm"}
+  assert set(s["vs"]) == {*BASELINES, "default"}
   assert 0 <= s["vs"]["adam"]["reached_fraction"] <= 1
+  assert s["trials_to_match"]["num_tasks"] == 2
+  assert s["distribution"] == {"inside": 0, "outside": 0, "unknown": 2}
+
+
+def test_summary_text(evaluated):
+  with open(os.path.join(evaluated, "results.json")) as f:
+    res = json.load(f)
+  text = summary_text(res, evaluated)
+  v = res["summary"]["vs"]["adam"]
+  assert f"vs tuned Adam: reached its final loss on {v['num_reached']}/2 tasks" in text
+  assert "median speedup" in text and "vs tuned AdamW + warmup-cosine" in text
+  assert "Adam 1e-3 (untuned default)" in text and "random learning-rate trials" in text
+  median = res["summary"]["median_speedup_vs_adam"]
+  assert ("Yes: init:mlp_lopt beat tuned Adam" if median > 1 else
+          "No: init:mlp_lopt did not beat tuned Adam") in text
+  assert os.path.join(evaluated, "results.json") in text
+  assert f"metalearn report {evaluated}" in text
 
 
 def test_report(evaluated, capsys):
@@ -122,7 +214,15 @@ def test_report(evaluated, capsys):
   path = capsys.readouterr().out.strip().splitlines()[-1]
   assert path == os.path.join(evaluated, "report.md")
   text = open(path).read()
+  top = text.split("\n## ")[0]   # before the first evaluation's section
+  with open(os.path.join(evaluated, "results.json")) as f:
+    median = json.load(f)["summary"]["median_speedup_vs_adam"]
+  assert ("**Yes: `init:mlp_lopt` beat tuned Adam**" if median > 1 else
+          "**No: `init:mlp_lopt` did not beat tuned Adam**") in top
+  assert "Whether the 2 tasks are inside the rule's meta-training distribution is unknown" in top
   assert "| task | steps | learned rule |" in text and "median speedup" in text
+  assert "AdamW + warmup-cosine" in text and "Adam 1e-3 (untuned default)" in text
+  assert "Adam trials to match" in text and "| task | inside? | why | judged by |" in text
   assert "linreg_d8_s0" in text
   images = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
   assert len(images) >= 2
@@ -132,11 +232,13 @@ def test_report(evaluated, capsys):
     with open(os.path.join(evaluated, rel), "rb") as f:
       assert f.read(8) == PNG_SIGNATURE
     assert matplotlib.image.imread(os.path.join(evaluated, rel)).ndim == 3
+  assert not glob.glob(os.path.join(evaluated, "**", "*.tmp"), recursive=True)
 
 
 def test_rerun_same_optimizer_reuses_runs(evaluated):
   res = run_evaluation("init:mlp_lopt", "tiny", evaluated, progress=False)
-  assert res["complete"] and res["elapsed_s"] < 10  # every grid of runs came from the cache
+  assert res["complete"]
+  assert res["cache"] == {"hits": 2 * (1 + len(BASELINES)), "misses": 0}
 
 
 def test_other_optimizer_does_not_overwrite(evaluated):
@@ -147,6 +249,72 @@ def test_other_optimizer_does_not_overwrite(evaluated):
   with pytest.raises(ValueError, match="another --workdir"):
     run_evaluation("init:mlp_lopt", "demo", evaluated)
   assert open(path).read() == before
+
+
+# -- workdirs that cannot be written ---------------------------------------------------------------
+
+
+def test_workdir_is_a_file(tmp_path, capsys):
+  path = tmp_path / "results_here"
+  path.write_text("not a directory")
+  with pytest.raises(WorkdirError, match="is a file, not a directory") as info:
+    run_evaluation("init:mlp_lopt", "tiny", str(path))
+  assert isinstance(info.value, ValueError) and str(path) in str(info.value)
+  assert path.read_text() == "not a directory"
+  assert cli.main(["evaluate", "--optimizer", "init:mlp_lopt", "--suite", "tiny",
+                   "--workdir", str(path / "sub")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("metalearn evaluate: error: cannot write") and "Traceback" not in err
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+  d = tmp_path / "ro"
+  d.mkdir()
+  d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+  if os.access(d, os.W_OK):   # root can write anyway
+    d.chmod(0o755)
+    pytest.skip("running as a user (root) who can write to read-only directories")
+  yield d
+  d.chmod(0o755)
+
+
+def test_read_only_workdir(read_only_dir, capsys):
+  with pytest.raises(PermissionError, match="not writable") as info:
+    run_evaluation("init:mlp_lopt", "tiny", str(read_only_dir))
+  assert isinstance(info.value, WorkdirError) and str(read_only_dir) in str(info.value)
+  assert os.listdir(read_only_dir) == []
+  assert cli.main(["evaluate", "--optimizer", "init:mlp_lopt", "--suite", "tiny",
+                   "--workdir", str(read_only_dir)]) == 2
+  assert "metalearn evaluate: error: cannot write" in capsys.readouterr().err
+
+
+def test_report_into_read_only_dir(evaluated, read_only_dir):
+  source = os.path.join(evaluated, "results.json")
+  os.chmod(read_only_dir, 0o755)
+  with open(source) as f, open(read_only_dir / "results.json", "w") as g:
+    g.write(f.read())
+  os.chmod(read_only_dir, stat.S_IRUSR | stat.S_IXUSR)
+  with pytest.raises(PermissionError, match="not writable"):
+    write_report(str(read_only_dir))
+  assert os.listdir(read_only_dir) == ["results.json"]
+
+
+def test_failed_write_leaves_the_old_file(tmp_path):
+  path = str(tmp_path / "results.json")
+  files.write_json(path, {"complete": True})
+  with pytest.raises(ValueError):   # NaN is refused part-way through serialising
+    files.write_json(path, {"a": 1, "tasks": [1.0, float("nan")]})
+
+  def write_half(f):
+    f.write(b'{"complete": fa')
+    raise KeyboardInterrupt   # interrupted in the middle of writing
+
+  with pytest.raises(KeyboardInterrupt):
+    files.write_atomic(path, write_half)
+  with open(path) as f:
+    assert json.load(f) == {"complete": True}
+  assert os.listdir(tmp_path) == ["results.json"]
 
 
 @pytest.mark.parametrize("optimizer, match", [

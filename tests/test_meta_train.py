@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,8 +137,7 @@ def test_sigkill_at_random_point_then_resume_matches_uninterrupted(tmp_path):
   theta_ref, info_ref = _theta_from_workdir(tmp_path / "ref")
   theta_res, info_res = _theta_from_workdir(tmp_path / "victim")
   assert info_ref["outer_step"] == info_res["outer_step"] == 12
-  for a, b in zip(jax.tree.leaves(theta_ref), jax.tree.leaves(theta_res)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  chex.assert_trees_all_equal(theta_ref, theta_res)
   rows = [json.loads(l) for l in open(tmp_path / "victim" / "metrics.jsonl")]
   steps_logged = [r["step"] for r in rows if "meta_loss" in r]
   assert steps_logged == sorted(set(steps_logged)), "a resumed run must not duplicate log rows"
@@ -279,8 +279,7 @@ def test_init_theta_warm_starts_from_a_shipped_rule_or_file(tmp_path):
   rule, shipped, _ = ml.pretrained_rule("default")
   trainer = MetaStep(tiny_config(init_theta="pretrained:default"))
   theta = trainer.init_state()["theta"]
-  for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(shipped)):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(theta, shipped)
   # A .safetensors file works too, and meta-training moves on from it.
   moved = jax.tree.map(lambda x: x + 0.01, shipped)
   path = str(tmp_path / "start.safetensors")

@@ -21,8 +21,13 @@ SMALL_SPECS = {
     "autoencoder": TaskSpec("autoencoder", dataset="digits", hidden=(8,), batch_size=8),
     "char_lm": TaskSpec("char_lm", dataset="pychars", seq_len=16, d_model=16, num_layers=1,
                         num_heads=2, batch_size=4),
+    "cnn_norm": TaskSpec("cnn_norm", dataset="digits", hidden=(4, 8), batch_size=8),
+    "rnn_lm": TaskSpec("rnn_lm", dataset="pychars", seq_len=16, d_model=16, num_layers=2,
+                       batch_size=4),
+    "tabular_mlp": TaskSpec("tabular_mlp", dataset="wine", hidden=(16,), batch_size=8),
 }
-NUM_CLASSES = {"image_mlp": 10, "cnn": 10, "char_lm": data.VOCAB_SIZE}
+NUM_CLASSES = {"image_mlp": 10, "cnn": 10, "char_lm": data.VOCAB_SIZE, "cnn_norm": 10,
+               "rnn_lm": data.VOCAB_SIZE, "tabular_mlp": 3}
 BATCH_SHAPES = {
     "quadratic": {"target": (8, 4), "scales": (4,)},
     "linreg": {"x": (8, 4), "y": (8, 1)},
@@ -30,6 +35,9 @@ BATCH_SHAPES = {
     "cnn": {"x": (8, 8, 8, 1), "y": (8,)},
     "autoencoder": {"x": (8, 8, 8, 1), "y": (8,)},
     "char_lm": {"x": (4, 16), "y": (4, 16)},
+    "cnn_norm": {"x": (8, 8, 8, 1), "y": (8,)},
+    "rnn_lm": {"x": (4, 16), "y": (4, 16)},
+    "tabular_mlp": {"x": (8, 13), "y": (8,)},
 }
 
 
@@ -92,6 +100,42 @@ def test_task_data_and_held_out_split(data_dir):
   assert bool(jnp.all(jnp.isin(batch["y"], task.test_data["y"])))
 
 
+def _random_params(task, seed=0):
+  """Parameters drawn with numpy: compiling ``task.init`` costs more than these tests."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: (0.3 * rng.normal(size=s.shape)).astype(s.dtype),
+                      jax.eval_shape(task.init, jax.random.key(0)))
+
+
+@pytest.mark.parametrize("kind", ["cnn_norm", "rnn_lm"])
+def test_normalised_and_recurrent_models_hold_only_params(kind, data_dir):
+  """No batch statistics or RNG state: the loss is a pure function of the params (the inner loop
+  differentiates it over nnx.Param leaves only), and a batch's examples do not interact."""
+  task = make_task(SMALL_SPECS[kind], data_dir=data_dir)
+  abstract = nnx.eval_shape(lambda: task.make_model(nnx.Rngs(0)))
+  assert set(jax.tree.leaves(jax.tree.map(type, nnx.state(abstract), is_leaf=lambda x: isinstance(
+      x, nnx.Variable)))) == {nnx.Param}
+  params = _random_params(task)
+  x = jax.jit(task.sample_batch)(jax.random.key(1))["x"]
+  apply = jax.jit(lambda x: task.model(params)(x))
+  whole, alone = apply(x), apply(x[:1])
+  np.testing.assert_allclose(whole[:1], alone, rtol=2e-4, atol=1e-5)
+  if kind == "rnn_lm":   # causal: changing token 10 changes no earlier prediction
+    changed = apply(x.at[:, 10].set((x[:, 10] + 1) % data.VOCAB_SIZE))
+    np.testing.assert_allclose(whole[:, :10], changed[:, :10], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(whole[:, 10:], changed[:, 10:])
+
+
+def test_tabular_features_are_standardised(data_dir):
+  task = make_task(SMALL_SPECS["tabular_mlp"], data_dir=data_dir)
+  x = np.asarray(task.data["x"])
+  assert x.shape == (151, 13) and task.test_data["x"].shape == (27, 13)
+  np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(x.std(0), 1.0, atol=1e-3)
+  raw = data.load_tabular("wine", "train", data_dir=data_dir)["features"]
+  assert raw[:, 12].max() > 1000  # proline, unscaled in the dataset
+
+
 def test_make_task_is_cached_and_takes_dicts_and_json(data_dir):
   spec = SMALL_SPECS["linreg"]
   task = make_task(spec, data_dir=data_dir)
@@ -136,6 +180,9 @@ def test_spec_hidden_is_normalised():
     (dict(kind="quadratic", dim=0), "needs dim >= 1"),
     (dict(kind="linreg"), "needs dim >= 1"),
     (dict(kind="char_lm", seq_len=16, d_model=16, num_layers=1), "num_heads"),
+    (dict(kind="rnn_lm", seq_len=16, d_model=16), "num_layers"),
+    (dict(kind="tabular_mlp", hidden=(8,)), "needs a dataset name"),
+    (dict(kind="cnn_norm"), "needs a dataset name"),
 ])
 def test_invalid_specs(kwargs, match):
   with pytest.raises(ValueError, match=match):

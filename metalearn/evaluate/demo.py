@@ -28,7 +28,8 @@ def run_demo(workdir: str = "runs/demo") -> str:
   cache = os.path.join(workdir, "run_cache")
   print(f"[1/3] meta-training the default config in {meta_dir}")
   _meta_train(meta_dir)
-  print("[2/3] evaluating against tuned Adam, AdamW and SGD+momentum on the demo suite")
+  print("[2/3] evaluating against tuned baselines (Adam, AdamW, AdamW + warmup-cosine, "
+        "SGD+momentum) and untuned Adam 1e-3 on the demo suite")
   run_evaluation(meta_dir, "demo", os.path.join(workdir, "eval_meta_trained"), cache_dir=cache)
   if "default" in artifacts.pretrained_names():
     run_evaluation("pretrained:default", "demo", os.path.join(workdir, "eval_pretrained_default"),

@@ -103,3 +103,26 @@ def summarize(speedups) -> dict:
       "num_reached": int(len(reached)),
       "reached_fraction": float(len(reached) / len(s)) if len(s) else None,
   }
+
+
+def final_losses(curves) -> np.ndarray:
+  """Final loss of each configuration of ``curves[..., seed, step]``: the last value of the
+  smoothed, seed-averaged curve (+inf if any seed went non-finite)."""
+  c = as_inf(curves)
+  mean = c.mean(-2)
+  return np.array([smooth(m)[-1] for m in mean.reshape(-1, mean.shape[-1])]).reshape(
+      mean.shape[:-1])
+
+
+def trials_to_match(baseline_finals, target: float) -> float:
+  """Expected number of random learning-rate trials until one reaches ``target``.
+
+  A trial draws a learning rate uniformly from the grid whose final losses are
+  ``baseline_finals`` (a half-decade log grid: log-uniform sampling over its range). With ``k`` of
+  the ``n`` grid points at or below ``target``, each trial succeeds with probability ``k / n`` and
+  the number of trials until the first success is geometric, with mean ``n / k``. 1.0 means any
+  learning rate does as well as the rule; ``n`` that only one does; +inf that none does.
+  """
+  f = as_inf(baseline_finals).ravel()
+  k = int(np.sum(f <= target))
+  return len(f) / k if k else float("inf")

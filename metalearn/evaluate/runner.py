@@ -1,63 +1,38 @@
-"""Successor training: a learned rule against tuned Adam, AdamW and SGD+momentum on a suite.
+"""Successor training: a learned rule against tuned baselines on a suite.
 
     results = run_evaluation("pretrained:default", "demo", "runs/eval_default")
 
 For every task of the suite the rule trains ``seeds`` runs (told the task's horizon), and each
-baseline family trains its whole learning-rate grid x seeds in one compiled, vmapped program. The
-baseline's learning rate is tuned on the final training loss; curves are compared by ``speedup``.
-Every grid of runs is cached as an ``.npz`` keyed by what determines it, so re-running resumes,
-and evaluations sharing a ``cache_dir`` train each baseline once.
+baseline family (``metalearn.evaluate.baselines``) trains its whole learning-rate grid x seeds in
+one compiled, vmapped program. The baseline's learning rate is tuned on the final training loss;
+curves are compared by ``speedup``. Every grid of runs is cached as an ``.npz`` keyed by what
+determines it, so re-running resumes, and evaluations sharing a ``cache_dir`` train each baseline
+once.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
 import os
-import tempfile
 import time
-from typing import Callable
 
 import jax
 import numpy as np
 import optax
 
 import metalearn.artifacts as artifacts
-from metalearn.evaluate import metrics
+from metalearn.evaluate import files, metrics
+from metalearn.evaluate.baselines import BASELINES, DEFAULT, TUNED, lr_index
 from metalearn.evaluate.suites import SuiteTask, get_suite
+from metalearn.evaluate.summary import COMPARED, classify, summarize
 from metalearn.tasks.training import train_grid
 from metalearn.tasks import make_task
 
-FORMAT = "metalearn.eval.v1"
+FORMAT = "metalearn.eval.v2"
 RESULTS = "results.json"
 CACHE_VERSION = 2
 DEFAULT_SEEDS = 2
-PRIMARY = "adam"
-
-
-@dataclasses.dataclass(frozen=True)
-class Baseline:
-  """A hand-designed optimizer family: ``make_tx(lr)`` and the learning rates it is tuned over."""
-
-  name: str
-  label: str
-  make_tx: Callable[[jax.Array], optax.GradientTransformation]
-  lrs: tuple[float, ...]
-
-
-def _half_decades(lo: float, hi: float) -> tuple[float, ...]:
-  """10**lo ... 10**hi in steps of 10**0.5 (1e-4, 3.2e-4, 1e-3, ...)."""
-  return tuple(float(x) for x in np.logspace(lo, hi, int(round(2 * (hi - lo))) + 1))
-
-
-BASELINES = (
-    Baseline("adam", "Adam", lambda lr: optax.adam(lr), _half_decades(-4, -1)),
-    Baseline("adamw", "AdamW (wd 1e-4)", lambda lr: optax.adamw(lr, weight_decay=1e-4),
-             _half_decades(-4, -1)),
-    Baseline("sgdm", "SGD+momentum 0.9", lambda lr: optax.sgd(lr, momentum=0.9),
-             _half_decades(-3, 1)),
-)
 
 # -- the learned rule ------------------------------------------------------------------------------
 
@@ -83,28 +58,23 @@ def _key_hash(key: dict) -> str:
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _cached_grid(cache_dir: str, name: str, key: dict, compute) -> tuple[dict, str]:
-  """Loads the grid of runs for ``key`` from ``cache_dir``, else computes and stores it."""
+def _cached_grid(cache_dir: str, name: str, key: dict, compute, counts: dict) -> tuple[dict, str]:
+  """Loads the grid of runs for ``key`` from ``cache_dir``, else computes and stores it; counts
+  ``counts["hits"]`` and ``counts["misses"]``."""
   path = os.path.join(cache_dir, f"{name}-{_key_hash(key)}.npz")
   if os.path.exists(path):
     try:
       with np.load(path) as f:
-        return {k: f[k] for k in f.files}, path
+        out = {k: f[k] for k in f.files}
+      counts["hits"] += 1
+      return out, path
     except (OSError, ValueError, EOFError):
       pass  # a damaged cache file is recomputed
+  counts["misses"] += 1
   t0 = time.perf_counter()
   out = compute()
   out["seconds"] = np.asarray(time.perf_counter() - t0)
-  os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **out)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  files.write_atomic(path, lambda f: np.savez(f, **out))
   return out, path
 
 
@@ -116,10 +86,12 @@ def _num(x):
   return x if np.isfinite(x) else None
 
 
-def _analyze(grid: dict, lrs) -> tuple[dict, np.ndarray]:
-  """Tunes the lr of ``grid["train_loss"][lr, seed, step]``; returns (JSON entry, mean curve)."""
+def _analyze(grid: dict, lrs, best: int | None = None) -> tuple[dict, np.ndarray]:
+  """Tunes the lr of ``grid["train_loss"][lr, seed, step]`` (or takes index ``best``); returns
+  (JSON entry, mean curve)."""
   curves = grid["train_loss"]
-  best = metrics.tune(curves)
+  tuned = best is None
+  best = metrics.tune(curves) if tuned else best
   mean_curve = metrics.as_inf(curves[best]).mean(0)
   smoothed = metrics.smooth(mean_curve)
   steps, values = metrics.downsample(smoothed)
@@ -132,86 +104,63 @@ def _analyze(grid: dict, lrs) -> tuple[dict, np.ndarray]:
       "seconds": float(grid["seconds"]),
   }
   if lrs is not None:
-    scores = metrics.tail_mean(curves).mean(-1)
+    entry["best_lr"] = float(lrs[best])
+  if lrs is not None and tuned:
     entry.update({
-        "best_lr": float(lrs[best]),
         "best_lr_at_edge": bool(len(lrs) > 1 and best in (0, len(lrs) - 1)),
         "lrs": [float(x) for x in lrs],
-        "tail_train_loss_by_lr": [_num(x) for x in scores],
+        "tail_train_loss_by_lr": [_num(x) for x in metrics.tail_mean(curves).mean(-1)],
+        "final_train_loss_by_lr": [_num(x) for x in metrics.final_losses(curves)],
         "diverged_seeds_by_lr": [int(x) for x in div.sum(-1)],
     })
   return entry, mean_curve
 
 
 def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
-                   workdir: str, cache_dir: str, progress) -> dict:
+                   workdir: str, cache_dir: str, progress, counts: dict) -> dict:
   task = make_task(item.spec)
   n = item.num_steps
   test_batches = max(4, -(-1024 // item.spec.batch_size))
   common = {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
             "num_steps": n, "seeds": seeds, "test_batches": test_batches}
-  entries, curves, files = {}, {}, {}
+  entries, curves, paths, grids = {}, {}, {}, {}
 
   progress.set_postfix_str(f"{item.id}: learned rule")
   tx = rule.as_optax(theta, num_steps=n)
-  grid, files["rule"] = _cached_grid(
+  grid, paths["rule"] = _cached_grid(
       cache_dir, f"{item.id}-rule", {**common, "rule": rule_id},
-      lambda: train_grid(task, lambda lr: tx, n, [0.0], seeds, num_test_batches=test_batches))
+      lambda: train_grid(task, lambda lr: tx, n, [0.0], seeds, num_test_batches=test_batches),
+      counts)
   entries["rule"], curves["rule"] = _analyze(grid, None)
   progress.update()
-  for b in BASELINES:
+  for b in TUNED:
     progress.set_postfix_str(f"{item.id}: {b.name} x {len(b.lrs)} lrs")
-    grid, files[b.name] = _cached_grid(
+    grids[b.name], paths[b.name] = _cached_grid(
         cache_dir, f"{item.id}-{b.name}", {**common, "baseline": b.name, "lrs": b.lrs},
-        lambda b=b: train_grid(task, b.make_tx, n, b.lrs, seeds, num_test_batches=test_batches))
-    entries[b.name], curves[b.name] = _analyze(grid, b.lrs)
+        lambda b=b: train_grid(task, lambda lr: b.make_tx(lr, n), n, b.lrs, seeds,
+                               num_test_batches=test_batches), counts)
+    entries[b.name], curves[b.name] = _analyze(grids[b.name], b.lrs)
     progress.update()
-  sp = {b.name: metrics.speedup(curves["rule"], curves[b.name]) for b in BASELINES}
+  family = next(b for b in TUNED if b.name == DEFAULT.family)
+  entries[DEFAULT.name], curves[DEFAULT.name] = _analyze(
+      grids[family.name], family.lrs, best=lr_index(family.lrs, DEFAULT.lr))
+  paths[DEFAULT.name] = paths[family.name]
+  sp = {k: metrics.speedup(curves["rule"], curves[k]) for k in COMPARED}
+  rule_final = entries["rule"]["final_train_loss"]
+  trials = metrics.trials_to_match(metrics.final_losses(grids[family.name]["train_loss"]),
+                                   np.inf if rule_final is None else rule_final)
   return {
       "id": item.id, "name": item.spec.name, "spec": item.spec.to_dict(), "num_steps": n,
       "num_params": task.num_params(), "optimizers": entries,
       "speedup": {k: _num(v) for k, v in sp.items()},
       "reached": {k: bool(v > 0) for k, v in sp.items()},
+      "trials_to_match": _num(trials),
       "rule_diverged": entries["rule"]["diverged_seeds"] > 0,
-      "runs": {k: os.path.relpath(v, workdir) for k, v in files.items()},
+      "runs": {k: os.path.relpath(v, workdir) for k, v in paths.items()},
   }
 
 
-def _rule_not_worse(task: dict, baseline: str) -> bool:
-  rule, base = (task["optimizers"][k]["final_train_loss"] for k in ("rule", baseline))
-  return rule is not None and (base is None or rule <= base)
-
-
-def summarize(tasks: list[dict]) -> dict:
-  """Per baseline family: median / geometric-mean speedup and the share of tasks reached."""
-  out = {"primary_baseline": PRIMARY, "num_tasks": len(tasks),
-         "rule_diverged_runs": int(sum(t["optimizers"]["rule"]["diverged_seeds"] for t in tasks)),
-         "rule_diverged_tasks": int(sum(t["rule_diverged"] for t in tasks)), "vs": {}}
-  for b in BASELINES:
-    s = metrics.summarize([t["speedup"][b.name] for t in tasks])
-    s["num_lower_final_loss"] = int(sum(_rule_not_worse(t, b.name) for t in tasks))
-    out["vs"][b.name] = s
-  p = out["vs"][PRIMARY]
-  out.update({"median_speedup_vs_adam": p["median_speedup"],
-              "geomean_speedup_vs_adam": p["geomean_speedup"],
-              "reached_fraction_vs_adam": p["reached_fraction"]})
-  return out
-
-
 # -- results.json ----------------------------------------------------------------------------------
-
-
-def _write_json(path: str, obj) -> None:
-  d = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=1, allow_nan=False)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _check_existing(path: str, optimizer: str, suite: str) -> None:
@@ -236,7 +185,8 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
   ``optimizer`` is ``pretrained:NAME``, ``init:RULE``, a meta-train workdir or a ``.safetensors``
   file. ``seeds`` runs per configuration (default 2). Grids of runs are cached under
   ``cache_dir`` (default ``workdir/runs``). Refuses to replace a results.json of another optimizer
-  or suite. Returns the results dict.
+  or suite; a workdir that is a file, not writable or full raises ``files.WorkdirError`` before
+  any training. Returns the results dict (``summary.summary_text`` turns it into a few lines).
   """
   from tqdm.auto import tqdm
   items = get_suite(suite)
@@ -246,29 +196,37 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
   path = os.path.join(workdir, RESULTS)
   _check_existing(path, optimizer, suite)
   rule, theta, info = artifacts.resolve(optimizer)
-  os.makedirs(workdir, exist_ok=True)
+  files.check_writable_dir(workdir)
   cache_dir = cache_dir or os.path.join(workdir, "runs")
+  files.check_writable_dir(cache_dir, "cache_dir")
   rule_id = fingerprint(rule, theta)
   seed_list = list(range(int(seeds)))
+  info = json.loads(json.dumps(info, default=str))
+  counts = {"hits": 0, "misses": 0}
   results = {
       "format": FORMAT, "optimizer": optimizer, "suite": suite, "seeds": int(seeds),
+      "workdir": os.path.abspath(workdir),
       "rule": {"name": getattr(rule, "name", type(rule).__name__), "config": rule.config(),
-               "fingerprint": rule_id,
-               "info": json.loads(json.dumps(info, default=str))},
-      "baselines": {b.name: {"label": b.label, "lrs": list(b.lrs)} for b in BASELINES},
+               "fingerprint": rule_id, "info": info},
+      "baselines": {**{b.name: {"label": b.label, "lrs": list(b.lrs)} for b in TUNED},
+                    DEFAULT.name: {"label": DEFAULT.label, "lrs": [DEFAULT.lr],
+                                   "family": DEFAULT.family}},
+      "tuned_baselines": list(BASELINES),
       "smooth_fraction": metrics.SMOOTH_FRACTION, "tail_fraction": metrics.TAIL_FRACTION,
       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "backend": jax.default_backend(), "complete": False, "tasks": [],
+      "backend": jax.default_backend(), "complete": False, "tasks": [], "cache": counts,
   }
   t0 = time.perf_counter()
-  with tqdm(total=len(items) * (1 + len(BASELINES)), desc=f"evaluate {suite}", unit="run",
+  with tqdm(total=len(items) * (1 + len(TUNED)), desc=f"evaluate {suite}", unit="run",
             disable=not progress) as bar:
     for item in items:
-      results["tasks"].append(_evaluate_task(item, rule, theta, rule_id, seed_list, workdir,
-                                             cache_dir, bar))
+      entry = _evaluate_task(item, rule, theta, rule_id, seed_list, workdir, cache_dir, bar,
+                             counts)
+      entry["distribution"] = classify(item, suite, info)
+      results["tasks"].append(entry)
       results["summary"] = summarize(results["tasks"])
-      _write_json(path, results)
+      results["elapsed_s"] = time.perf_counter() - t0
+      files.write_json(path, results)
   results["complete"] = True
-  results["elapsed_s"] = time.perf_counter() - t0
-  _write_json(path, results)
+  files.write_json(path, results)
   return results

@@ -6,10 +6,10 @@
 * ``demo``: three small bundled-data tasks at 200 steps (the quickstart's evaluation).
 * ``in_distribution``: tasks sampled with fixed keys from the meta-training families (image MLPs on
   digits / mnist5k_8, CNNs on digits) at horizons 200-1000.
-* ``out_of_distribution``: architectures, datasets and horizons outside those families: wide and
-  deep MLPs on 28x28 and 14x14 MNIST, CNNs on MNIST, a character-level transformer, an
-  autoencoder, linear regression, and three tasks at 5,000-10,000 steps (10x the meta-training
-  horizons).
+* ``out_of_distribution``: 15 tasks outside those families (``OOD_REASONS`` says why, per task):
+  deep MLPs on 28x28 and 14x14 MNIST, a CNN, a GroupNorm CNN, a narrow and a wide character-level
+  transformer, a GRU language model, tabular MLPs on breast_cancer and wine, an autoencoder,
+  linear regression, and four tasks at 5,000-10,000 steps (5-10x the meta-training horizons).
 
 Suites are built on first use (sampling families needs JAX), so importing this module is cheap.
 """
@@ -55,26 +55,53 @@ def _in_distribution():
           + [SuiteTask(cnns.sample(jax.random.key(i)), n) for i, n in enumerate(cnn_horizons)])
 
 
+# The meta-training distribution the suites are designed around: the shipped rules' and the
+# default config's image MLPs (width <= 256, depth <= 3) on digits / mnist5k_8 / mnist5k_14,
+# horizons <= 1,000 (other recipes may add small CNNs, transformers and autoencoders).
+META_TRAINING = ("image MLPs (width <= 256, depth <= 3) on digits, mnist5k_8 and mnist5k_14, "
+                 "horizons <= 1,000 steps")
+
+# Why each out_of_distribution task is outside it (by task id; see docs/evaluation.md).
+OOD_REASONS: dict[str, str] = {}
+
+
+def _ood(reason: str, spec: TaskSpec, num_steps: int) -> SuiteTask:
+  item = SuiteTask(spec, num_steps)
+  OOD_REASONS[item.id] = reason
+  return item
+
+
 def _out_of_distribution():
+  mlp = lambda dataset, hidden, batch: TaskSpec("image_mlp", dataset=dataset, hidden=hidden,
+                                                batch_size=batch)
   return [
-      # Wider and deeper MLPs, on larger images than meta-training saw.
-      SuiteTask(TaskSpec("image_mlp", dataset="mnist5k", hidden=(256,) * 3, batch_size=64), 500),
-      SuiteTask(TaskSpec("image_mlp", dataset="mnist5k_14", hidden=(256,) * 4, batch_size=64),
-                1000),
-      # CNNs on MNIST.
-      SuiteTask(TaskSpec("cnn", dataset="mnist5k_14", hidden=(8, 16, 32), batch_size=32), 300),
-      SuiteTask(TaskSpec("cnn", dataset="mnist5k", hidden=(8, 16), batch_size=32), 200),
-      # Other kinds of models and losses.
-      SuiteTask(TaskSpec("char_lm", dataset="pychars", seq_len=32, d_model=32, num_layers=2,
-                         num_heads=2, batch_size=16), 1000),
-      SuiteTask(TaskSpec("autoencoder", dataset="mnist5k_14", hidden=(128, 32), batch_size=64),
-                1000),
-      SuiteTask(TaskSpec("linreg", dim=32, batch_size=32), 1000),
-      # 10x the meta-training horizons.
-      SuiteTask(TaskSpec("linreg", dim=32, batch_size=32), 10000),
-      SuiteTask(TaskSpec("autoencoder", dataset="mnist5k_14", hidden=(64,), batch_size=32), 5000),
-      SuiteTask(TaskSpec("image_mlp", dataset="mnist5k_14", hidden=(64,) * 3, batch_size=32),
-                5000),
+      _ood("28x28 images (784 inputs), 3 layers", mlp("mnist5k", (256,) * 3, 64), 500),
+      _ood("4 layers", mlp("mnist5k_14", (256,) * 4, 64), 1000),
+      _ood("convolutions", TaskSpec("cnn", dataset="mnist5k_14", hidden=(8, 16, 32),
+                                    batch_size=32), 300),
+      _ood("new kind: convolutions with GroupNorm", TaskSpec(
+          "cnn_norm", dataset="mnist5k_14", hidden=(8, 16), batch_size=32), 300),
+      _ood("attention, text", TaskSpec("char_lm", dataset="pychars", seq_len=32, d_model=32,
+                                       num_layers=2, num_heads=2, batch_size=16), 1000),
+      _ood("wider transformer (d_model 128)", TaskSpec(
+          "char_lm", dataset="pychars", seq_len=32, d_model=128, num_layers=1, num_heads=4,
+          batch_size=8), 300),
+      _ood("new kind: recurrent (GRU) with LayerNorm, text", TaskSpec(
+          "rnn_lm", dataset="pychars", seq_len=32, d_model=64, num_layers=1, batch_size=16), 500),
+      _ood("new kind and dataset: tabular, 2 classes", TaskSpec(
+          "tabular_mlp", dataset="breast_cancer", hidden=(64, 64), batch_size=32), 500),
+      _ood("new kind and dataset: tabular, 151 training examples", TaskSpec(
+          "tabular_mlp", dataset="wine", hidden=(32,), activation="tanh", batch_size=16), 300),
+      _ood("reconstruction loss", TaskSpec("autoencoder", dataset="mnist5k_14",
+                                           hidden=(128, 32), batch_size=64), 1000),
+      _ood("linear model, regression", TaskSpec("linreg", dim=32, batch_size=32), 1000),
+      # 5-10x the meta-training horizons.
+      _ood("10x horizon", TaskSpec("linreg", dim=32, batch_size=32), 10000),
+      _ood("10x horizon, new kind", TaskSpec("tabular_mlp", dataset="breast_cancer",
+                                            hidden=(32,), batch_size=32), 10000),
+      _ood("5x horizon, reconstruction loss", TaskSpec(
+          "autoencoder", dataset="mnist5k_14", hidden=(64,), batch_size=32), 5000),
+      _ood("5x horizon", mlp("mnist5k_14", (64,) * 3, 32), 5000),
   ]
 
 
@@ -96,6 +123,18 @@ class _Suites(Mapping):
   def __len__(self):
     return len(self._builders)
 
+
+
+def designed_inside(suite: str, item: SuiteTask) -> tuple[bool | None, str]:
+  """Whether ``item`` lies inside ``META_TRAINING`` by the suite's design, and why (None: the
+  suite does not say). Used when a rule does not record the tasks it was meta-trained on."""
+  if suite == "out_of_distribution":
+    return False, OOD_REASONS.get(item.id, "out_of_distribution task")
+  if suite == "in_distribution" and item.spec.kind == "image_mlp":
+    return True, "sampled from the meta-training image-MLP family"
+  if suite == "in_distribution":
+    return None, "inside only for rules meta-trained on the CNN family"
+  return None, f"suite {suite!r} is not designed to be inside or outside"
 
 SUITES = _Suites({"tiny": _tiny, "demo": _demo, "in_distribution": _in_distribution,
                   "out_of_distribution": _out_of_distribution})

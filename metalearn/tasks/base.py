@@ -54,7 +54,7 @@ class TaskSpec:
   activation: str = "relu"
   batch_size: int = 128
   dim: int = 0            # quadratic / linreg dimension
-  seq_len: int = 0        # char_lm
+  seq_len: int = 0        # char_lm, rnn_lm
   d_model: int = 0
   num_layers: int = 0
   num_heads: int = 0
@@ -74,7 +74,10 @@ class TaskSpec:
     if self.kind == "char_lm" and min(self.seq_len, self.d_model, self.num_layers,
                                       self.num_heads) < 1:
       raise ValueError("char_lm task needs seq_len, d_model, num_layers and num_heads >= 1.")
-    if self.kind in ("image_mlp", "cnn", "autoencoder") and not self.dataset:
+    if self.kind == "rnn_lm" and min(self.seq_len, self.d_model, self.num_layers) < 1:
+      raise ValueError("rnn_lm task needs seq_len, d_model and num_layers >= 1.")
+    if self.kind in ("image_mlp", "cnn", "cnn_norm", "autoencoder", "tabular_mlp") and (
+        not self.dataset):
       raise ValueError(f"{self.kind} task needs a dataset name.")
     activation(self.activation)  # validates the name
 
@@ -84,8 +87,8 @@ class TaskSpec:
       return f"quadratic_d{self.dim}_s{self.seed}"
     if self.kind == "linreg":
       return f"linreg_d{self.dim}_s{self.seed}"
-    if self.kind == "char_lm":
-      return (f"char_lm_{self.dataset or 'pychars'}_L{self.num_layers}_d{self.d_model}"
+    if self.kind in ("char_lm", "rnn_lm"):
+      return (f"{self.kind}_{self.dataset or 'pychars'}_L{self.num_layers}_d{self.d_model}"
               f"_T{self.seq_len}_b{self.batch_size}")
     h = "x".join(map(str, self.hidden)) or "linear"
     return f"{self.kind}_{self.dataset}_{h}_{self.activation}_b{self.batch_size}"

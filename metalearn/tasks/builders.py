@@ -136,3 +136,39 @@ def char_lm(spec: TaskSpec, data_dir: str | None) -> Task:
   return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
               {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
               lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call)
+
+
+@register_kind("cnn_norm")
+def cnn_norm(spec: TaskSpec, data_dir: str | None) -> Task:
+  """A CNN classifier with GroupNorm after every convolution (``hidden`` = channels, default
+  (8, 16)); GroupNorm keeps no batch statistics, so the loss is a pure function of the params."""
+  return _image_task(spec, data_dir, lambda s, n, rngs: models.NormCNN(
+      s[-1], spec.hidden or (8, 16), n, spec.activation, rngs=rngs), xent_loss)
+
+
+@register_kind("rnn_lm")
+def rnn_lm(spec: TaskSpec, data_dir: str | None) -> Task:
+  """A GRU language model over characters (``num_layers`` GRUs of width ``d_model``)."""
+  name = spec.dataset or "pychars"
+  tr = data_lib.load_text(name, split="train", data_dir=data_dir)
+  te = data_lib.load_text(name, split="test", data_dir=data_dir)
+  vocab = int(tr["vocab_size"])
+  ctor = lambda rngs: models.GRULM(vocab, spec.d_model, spec.num_layers, rngs=rngs)
+  return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
+              {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
+              lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call)
+
+
+@register_kind("tabular_mlp")
+def tabular_mlp(spec: TaskSpec, data_dir: str | None) -> Task:
+  """An MLP classifier on a table (e.g. ``breast_cancer``, ``wine``); features are standardised
+  with the training split's mean and standard deviation."""
+  tr, te = (data_lib.load_tabular(spec.dataset, split=s, data_dir=data_dir)
+            for s in ("train", "test"))
+  mean, std = tr["features"].mean(0), tr["features"].std(0) + 1e-6
+  splits = [{"x": jnp.asarray((d["features"] - mean) / std, jnp.float32),
+             "y": jnp.asarray(d["label"], jnp.int32)} for d in (tr, te)]
+  ctor = lambda rngs: models.MLP(int(mean.shape[0]), spec.hidden, int(tr["num_classes"]),
+                                 spec.activation, rngs=rngs)
+  return Task(spec, ctor, splits[0], splits[1],
+              lambda d, key: gather_batch(d, key, spec.batch_size), xent_loss, _call)

@@ -1,4 +1,5 @@
-"""Flax NNX models used by the tasks: MLP, small CNN, autoencoder, character transformer LM."""
+"""Flax NNX models used by the tasks: MLP, CNNs (plain and GroupNorm), autoencoder, character
+language models (transformer, GRU)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -110,4 +111,61 @@ class CharTransformer(nnx.Module):
     mask = nnx.make_causal_mask(tokens)
     for block in self.blocks:
       x = block(x, mask)
+    return self.head(self.ln(x))
+
+
+def _groups(channels: int, max_groups: int = 4) -> int:
+  """The most groups (<= ``max_groups``) that divide ``channels``."""
+  return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+
+
+class NormCNN(nnx.Module):
+  """``CNN`` with a GroupNorm after every convolution.
+
+  GroupNorm normalises each example over groups of channels, so it keeps no batch statistics:
+  the model's only state is its ``nnx.Param`` leaves and the loss stays a pure function of them
+  (BatchNorm's running averages would be state outside the params that inner training updates).
+  """
+
+  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs):
+    chans = [in_channels, *channels]
+    self.convs = nnx.List([
+        nnx.Conv(a, b, kernel_size=(3, 3), strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
+                 use_bias=False, rngs=rngs)
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
+    self.norms = nnx.List([nnx.GroupNorm(c, num_groups=_groups(c), rngs=rngs) for c in channels])
+    self.head = nnx.Linear(chans[-1], out_size, rngs=rngs)
+    self.act = activation(act)
+
+  def __call__(self, x):
+    for conv, norm in zip(self.convs, self.norms):
+      x = self.act(norm(conv(x)))
+    return self.head(x.mean(axis=(1, 2)))
+
+
+class GRULM(nnx.Module):
+  """A character language model: embedding, ``num_layers`` stacked GRUs, LayerNorm, linear head.
+
+  The recurrence is a ``lax.scan`` over time of the GRU cell's pure function (split into graph and
+  params), so the model holds nothing but ``nnx.Param`` leaves.
+  """
+
+  def __init__(self, vocab_size: int, width: int, num_layers: int, *, rngs):
+    self.embed = nnx.Embed(vocab_size, width, rngs=rngs)
+    self.cells = nnx.List([nnx.GRUCell(width, width, rngs=rngs) for _ in range(num_layers)])
+    self.ln = nnx.LayerNorm(width, rngs=rngs)
+    self.head = nnx.Linear(width, vocab_size, rngs=rngs)
+
+  def __call__(self, tokens):
+    x = self.embed(tokens)                              # [batch, time, width]
+    for cell in self.cells:
+      graphdef, params = nnx.split(cell)
+
+      def step(h, x_t, graphdef=graphdef, params=params):
+        h, y = nnx.merge(graphdef, params)(h, x_t)
+        return h, y
+
+      h0 = jnp.zeros((x.shape[0], x.shape[-1]), x.dtype)
+      _, ys = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))
+      x = x + jnp.swapaxes(ys, 0, 1)                    # residual across the stack
     return self.head(self.ln(x))
