@@ -130,6 +130,9 @@ def test_sigkill_at_random_point_then_resume_matches_uninterrupted(tmp_path):
   time.sleep(random.uniform(0.0, 1.5))
   victim.send_signal(signal.SIGKILL)
   victim.wait()
+  # TensorBoard events are flushed as they are logged: a killed run's steps are in them.
+  events = list((tmp_path / "victim" / "tensorboard").glob("events*"))
+  assert events and sum(e.stat().st_size for e in events) > 100
   resumed = _cli(tmp_path / "victim", steps)
   out, _ = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, out
