@@ -23,7 +23,10 @@ equals ``rms(x)`` for Gaussian ``x``, and one element, however large, moves it b
 barely changes its tensor's hyperparameters, and, as in Adam, every other part of an element's
 update is its own. As in ``MLPLOpt``, the gradient is made safe first (NaN/Inf elements count as
 zero, finite ones are clipped to 1e18), and an element whose gradient has been exactly zero since
-the start (``v == 0``) gets exactly zero update.
+the start (``v == 0``) gets exactly zero update. Each element's step is bounded,
+``|u| <= max(step_bound * rms(p_k), exp(log_lr + schedule(t)))``: the learned multiplier (up to
+``e**3 = 20``) may raise the step above the base learning rate only to 20% of the tensor's RMS, so a
+layer with a large fan-in (small weights) is not thrown off in the first steps.
 """
 from __future__ import annotations
 
@@ -66,14 +69,18 @@ class HyperparamNet(base.LearnedRule):
   init_lr: float = 1e-3
   b2: float = 0.999
   eps: float = 1e-8
+  step_bound: float = 0.2  # |u| <= max(step_bound * rms(p), base lr), per element
 
   name: ClassVar[str] = "hyperparam_net"
-  # 2: robust per-tensor gradient and momentum scales, safe gradient, zero-in-zero-out gate.
+  # 2: robust per-tensor gradient and momentum scales, safe gradient, zero-in-zero-out gate, step
+  #    bound.
   math_version: ClassVar[int] = 2
 
   def __post_init__(self):
     if self.hidden_size < 1:
       raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}.")
+    if not self.step_bound > 0:
+      raise ValueError(f"step_bound must be > 0, got {self.step_bound}.")
 
   def init_meta_params(self, key):
     h = self.hidden_size
@@ -131,15 +138,16 @@ class HyperparamNet(base.LearnedRule):
       leaves_c = treedef.flatten_up_to(state.b1_prod)
 
       # Per-tensor statistics, one row per tensor: a [num_tensors, NUM_STATS] matrix.
-      log_rms = lambda x: 0.2 * jnp.log(base.rms(x.astype(jnp.float32)) + 1e-12)
+      p_rms = [base.rms(p.astype(jnp.float32)) for p in leaves_p]
       stats = jnp.stack([
-          jnp.concatenate([jnp.stack([0.2 * log_scale(g), log_rms(p), 0.2 * log_scale(m), trend]),
-                           tfeat])
-          for g, p, m in zip(leaves_g, leaves_p, leaves_m)])
+          jnp.concatenate([jnp.stack([0.2 * log_scale(g), 0.2 * jnp.log(pr + 1e-12),
+                                      0.2 * log_scale(m), trend]), tfeat])
+          for g, pr, m in zip(leaves_g, p_rms, leaves_m)])
       hidden = jax.nn.gelu(stats @ theta["w1"] + theta["b1"])
       hidden = jax.nn.gelu(hidden @ theta["w2"] + theta["b2"]) + hidden
       out = hidden @ theta["w_out"] + theta["b_out"]
-      log_lr = theta["log_lr"] + jnp.dot(tfeat, theta["schedule"]) + jnp.clip(out[:, 0], -6, 3)
+      base_log_lr = theta["log_lr"] + jnp.dot(tfeat, theta["schedule"])
+      log_lr = base_log_lr + jnp.clip(out[:, 0], -6, 3)
       b1 = jax.nn.sigmoid(theta["logit_b1"] + out[:, 1])
       wd = jnp.exp(theta["log_wd"] + jnp.clip(out[:, 2], -6, 6))
       lr = jnp.exp(log_lr)
@@ -156,7 +164,8 @@ class HyperparamNet(base.LearnedRule):
         c = c * b1[k]
         step_scale = -lr[k] * sqrt_bc2 / (1 - c)
         u = step_scale * m / (jnp.sqrt(v) + eps_scaled) - (lr[k] * wd[k]) * p.astype(jnp.float32)
-        u = jnp.where(v > 0, u, 0.0)  # zero in, zero out
+        bound = jnp.maximum(rule.step_bound * p_rms[k], jnp.exp(base_log_lr))
+        u = jnp.where(v > 0, jnp.clip(u, -bound, bound), 0.0)  # bounded; zero in, zero out
         new_u.append(u.astype(p.dtype))
         new_m.append(m)
         new_v.append(v)

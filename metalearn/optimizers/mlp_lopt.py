@@ -12,7 +12,8 @@ A tiny MLP (``hidden_size`` ReLU units, 4 by default) reads ``f`` plus a per-ten
 an embedding of the fraction of training done and the tensor's log-RMS, and outputs a direction
 ``d`` and a log-magnitude ``s``. The step is
 
-    u = [v > 0] * (-lr * exp(schedule(t)) * pexp(s) * (m_a_hat r + alpha * d) - lr * wd * p)
+    u = [v > 0] * clip(-lr_t * pexp(s) * (m_a_hat r + alpha * d) - lr_t * wd * p, -b, b),
+    lr_t = lr * exp(schedule(t)),   b = max(step_bound * rms(p), lr_t)
 
 where ``pexp(s) = (1 + s/32)**32`` with ``s`` clipped to [-6, 3] is a positive, monotone,
 exponential-like map that costs five multiplies instead of an ``exp`` (within 2% of ``exp`` for
@@ -21,14 +22,21 @@ linear map of the time embedding) are meta-parameters too. The MLP's output laye
 so at ``init_meta_params`` the rule is AdamW(lr=1e-3, wd=1e-5), and meta-training starts from a
 working optimizer.
 
-Two properties hold for every theta, by construction:
+The bound ``b`` keeps a step within ``step_bound`` (20%) of the tensor's RMS unless the base
+learning rate alone allows more. Meta-training tasks have small fan-ins, where learned step-size
+multipliers of up to ``pexp(3) = 17.7`` are harmless; on a layer with a large fan-in (small weights,
+e.g. the 3136-input dense layer of the flax MNIST CNN) the same multiplier nearly doubled the
+weights in one step, which is what made the first steps of ``pretrained("default")`` spike.
+
+Three properties hold for every theta, by construction:
 
 * zero in, zero out: ``v`` is exactly zero while every gradient of an element has been exactly
   zero, and the gate ``[v > 0]`` then makes its update exactly zero (unused embedding rows, frozen
   or masked parameters stay put);
 * contained faults: every statistic an element's update reads is its own (``g``, ``m_a``, ``m_b``,
   ``v``) or is per tensor and computed from the parameters only (``rms(p)``), so a bad gradient
-  element changes no other element's update, and the safe gradient keeps the state finite.
+  element changes no other element's update, and the safe gradient keeps the state finite;
+* bounded steps: ``|u| <= b`` whatever the gradient (an outlier element's own step included).
 
 The MLP is written out per hidden unit as elementwise arithmetic, so that XLA fuses the whole
 update of a tensor into one loop instead of issuing a skinny matmul per tensor. Scalars are folded
@@ -80,10 +88,12 @@ class MLPLOpt(base.LearnedRule):
   feature_clip: float = 5.0
   param_feature: bool = True     # feed p / rms(p) to the MLP (one extra reduction per tensor)
   grad_feature: bool = True      # feed g * rsqrt(v) to the MLP
+  step_bound: float = 0.2        # |u| <= max(step_bound * rms(p), base lr), per element
 
   name: ClassVar[str] = "mlp_lopt"
   # 2: the step magnitude uses pexp (five squarings) instead of exp.
-  # 3: per-element second moment (was Adafactor-factored), safe gradient, zero-in-zero-out gate.
+  # 3: per-element second moment (was Adafactor-factored), safe gradient, zero-in-zero-out gate,
+  #    step bound.
   math_version: ClassVar[int] = 3
   # Constructor arguments of older versions that files may still hold; ignored on load.
   retired_config: ClassVar[tuple] = ("factored",)
@@ -93,6 +103,8 @@ class MLPLOpt(base.LearnedRule):
       raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}.")
     if not self.init_lr > 0:
       raise ValueError(f"init_lr must be > 0, got {self.init_lr}.")
+    if not self.step_bound > 0:
+      raise ValueError(f"step_bound must be > 0, got {self.step_bound}.")
 
   @property
   def num_features(self) -> int:
@@ -161,8 +173,8 @@ class MLPLOpt(base.LearnedRule):
         if rule.grad_feature:
           feats.insert(0, jnp.clip(g * r, -c, c))
         tensor_bias = hidden_time
+        p_rms = base.rms(pf)
         if rule.param_feature:
-          p_rms = base.rms(pf)
           feats.append(jnp.clip(pf * (1.0 / (p_rms + 1e-8)), -c, c))
           tensor_bias = tensor_bias + theta["w_tensor"][-1] * (0.2 * jnp.log(p_rms + 1e-8))
         direction = b_dir
@@ -175,7 +187,8 @@ class MLPLOpt(base.LearnedRule):
           direction = direction + act * w_dir[j]
           log_mag = log_mag + act * theta["w_out"][j, 1]
         u = pexp(log_mag) * (adam_scale * ma_r + direction) + wd_scale * pf
-        u = jnp.where(v > 0, u, 0.0)  # zero in, zero out
+        bound = jnp.maximum(rule.step_bound * p_rms, lr)
+        u = jnp.where(v > 0, jnp.clip(u, -bound, bound), 0.0)  # bounded; zero in, zero out
         return u.astype(p.dtype), ma, mb, v
 
       treedef = jax.tree.structure(updates)
