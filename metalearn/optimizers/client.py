@@ -13,6 +13,8 @@
   axes (factored moments) keeps those axes' annotation, and a per-tensor scalar is replicated.
   The state therefore follows the parameters' sharding under eager sharding, under
   ``nnx.get_partition_spec`` + ``jax.jit(out_shardings=...)`` and under ``nnx.eval_shape``.
+* **Same structures out as in.** The rule updates plain arrays; the updates and state it returns
+  are put back into the trees it was given (``nnx.Variable`` wrappers included).
 * **Clear errors.** Gradients shaped unlike the params name the leaf.
 """
 from __future__ import annotations
@@ -102,12 +104,15 @@ def client_safe(tx: optax.GradientTransformationExtraArgs,
     return annotate_state(tx.init(values), params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    updates = plain(updates)
+    values = plain(updates)
     if params is not None:
       params = plain(params)
-      checks.check_grads_fit(updates, params, what=f"params passed to {rule}.update")
-    if not jax.tree.leaves(updates):  # nothing to optimize (e.g. every leaf masked out)
+      checks.check_grads_fit(values, params, what=f"params passed to {rule}.update")
+    if not jax.tree.leaves(values):  # nothing to optimize (e.g. every leaf masked out)
       return updates, state
-    return tx.update(updates, state, params, **extra_args)
+    new_updates, new_state = tx.update(values, plain(state), params, **extra_args)
+    # Same tree structures out as in (Variables included), as optax and lax.scan expect.
+    like = lambda tree, new: jax.tree.unflatten(jax.tree.structure(tree), jax.tree.leaves(new))
+    return like(updates, new_updates), like(state, new_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
