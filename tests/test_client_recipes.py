@@ -332,29 +332,27 @@ def warm_state(tx, params, steps=3):
   return state
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30, "x1000"])
-@pytest.mark.parametrize("warm", [False, True], ids=["first_step", "warm"])
-def test_one_bad_gradient_element_is_contained(case, bad, warm):
-  """A bad element changes at most its own update; the state stays finite."""
+def test_one_bad_gradient_element_is_contained(case):
+  """NaN, Inf, 1e30 or a 1000x element, at the first step or later: it changes at most its own
+  update (AdamW's neighbours stay put too), and a learned rule's state stays finite."""
   k = jax.random.split(jax.random.key(3), 3)
   params = {"w": jax.random.normal(k[0], (32, 16)) * 0.2, "b": jnp.zeros((16,))}
   clean = {"w": jax.random.normal(k[1], (32, 16)), "b": jax.random.normal(k[2], (16,))}
-  value = 1000.0 * float(jnp.max(jnp.abs(clean["w"]))) if bad == "x1000" else bad
-  dirty = {**clean, "w": clean["w"].at[5, 7].set(value)}
   tx = make_tx(case)
-  state = warm_state(tx, params) if warm else tx.init(params)
-  update = jax.jit(lambda g: tx.update(g, state, params, loss=jnp.asarray(1.0)))
-  u_clean, _ = update(clean)
-  u_dirty, s_dirty = update(dirty)
+  update = jax.jit(lambda g, s: tx.update(g, s, params, loss=jnp.asarray(1.0)))
   others = np.ones((32, 16), bool)
   others[5, 7] = False
-  # Per-tensor statistics may move by a hair (HyperparamNet's robust scales), never more.
-  atol = 1e-3 * float(jnp.max(jnp.abs(u_clean["w"])))
-  np.testing.assert_allclose(np.asarray(u_dirty["w"])[others], np.asarray(u_clean["w"])[others],
-                             rtol=0.02, atol=atol)
-  np.testing.assert_allclose(u_dirty["b"], u_clean["b"], rtol=0.02, atol=atol)
-  if case == "adamw":  # the control: its own element (and state) turn NaN or Inf
-    return
-  assert finite((u_dirty, s_dirty))
-  if case != "init:sgdm":  # an adaptive rule's own step stays bounded too (SGD's grows with g)
-    assert abs(float(u_dirty["w"][5, 7])) <= 20 * float(jnp.max(jnp.abs(u_clean["w"])))
+  for state in (tx.init(params), warm_state(tx, params)):
+    u_clean, _ = update(clean, state)
+    for bad in (np.nan, np.inf, -np.inf, 1e30, 1000 * float(jnp.max(jnp.abs(clean["w"])))):
+      u_dirty, s_dirty = update({**clean, "w": clean["w"].at[5, 7].set(bad)}, state)
+      # Per-tensor statistics may move by a hair (HyperparamNet's robust scales), never more.
+      atol = 1e-3 * float(jnp.max(jnp.abs(u_clean["w"])))
+      np.testing.assert_allclose(np.asarray(u_dirty["w"])[others],
+                                 np.asarray(u_clean["w"])[others], rtol=0.02, atol=atol)
+      np.testing.assert_allclose(u_dirty["b"], u_clean["b"], rtol=0.02, atol=atol)
+      if case == "adamw":  # the control: its own element (and state) may turn NaN or Inf
+        continue
+      assert finite((u_dirty, s_dirty)), bad
+      if case != "init:sgdm":  # an adaptive rule's own step stays bounded (SGD's grows with g)
+        assert abs(float(u_dirty["w"][5, 7])) <= 20 * float(jnp.max(jnp.abs(u_clean["w"])))
