@@ -56,7 +56,10 @@ class LearnedRule(abc.ABC):
     """
     checks.check_num_steps(num_steps)
     self.check_meta_params(theta)
-    theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
+    # Concrete theta stays concrete (numpy): a transformation built inside nnx.eval_shape or
+    # nnx.jit (and kept by nnx.Optimizer) must not close over tracers of that trace.
+    theta = jax.tree.map(lambda x: np.asarray(x, np.float32) if checks.is_concrete(x)
+                         else jnp.asarray(x, jnp.float32), theta)
     return client.client_safe(self.transformation(theta, num_steps), type(self).__name__)
 
   def config(self) -> dict:

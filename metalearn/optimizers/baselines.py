@@ -33,6 +33,14 @@ def _safe(tx: optax.GradientTransformation) -> optax.GradientTransformationExtra
   return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
+def _ops(theta):
+  """numpy for concrete theta (a transformation built under a trace must not keep its tracers),
+  jax.numpy for traced theta (meta-training)."""
+  if all(isinstance(x, np.ndarray) for x in jax.tree.leaves(theta)):
+    return np.exp, lambda x: 1 / (1 + np.exp(-x))
+  return jnp.exp, jax.nn.sigmoid
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnableAdam(base.LearnedRule):
   """AdamW whose log learning rate, decay logits and log weight decay are meta-parameters.
@@ -54,9 +62,10 @@ class LearnableAdam(base.LearnedRule):
 
   def transformation(self, theta, num_steps):
     del num_steps
-    tx = optax.adamw(jnp.exp(theta["log_lr"]), b1=jax.nn.sigmoid(theta["logit_b1"]),
-                     b2=jax.nn.sigmoid(theta["logit_b2"]), eps=self.eps,
-                     weight_decay=jnp.exp(theta["log_wd"]))
+    exp, sigmoid = _ops(theta)
+    tx = optax.adamw(exp(theta["log_lr"]), b1=sigmoid(theta["logit_b1"]),
+                     b2=sigmoid(theta["logit_b2"]), eps=self.eps,
+                     weight_decay=exp(theta["log_wd"]))
     return _safe(tx)
 
 
@@ -75,5 +84,6 @@ class LearnableSGDM(base.LearnedRule):
 
   def transformation(self, theta, num_steps):
     del num_steps
-    tx = optax.sgd(jnp.exp(theta["log_lr"]), momentum=jax.nn.sigmoid(theta["logit_momentum"]))
+    exp, sigmoid = _ops(theta)
+    tx = optax.sgd(exp(theta["log_lr"]), momentum=sigmoid(theta["logit_momentum"]))
     return _safe(tx)

@@ -88,7 +88,7 @@ def load_rule(path: str):
   for n in names:
     if not np.all(np.isfinite(arrays[n])):
       raise ValueError(f"{path}: meta-parameter {n} holds non-finite values (corrupt file).")
-  leaves = [jnp.asarray(arrays[n]) for n in names]
+  leaves = [np.asarray(arrays[n], np.float32) for n in names]  # concrete even under a trace
   theta = jax.tree.unflatten(jax.tree.structure(template), leaves)
   rule.check_meta_params(theta)
   extra = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "rule", "rule_config")}
