@@ -53,3 +53,35 @@ def test_corrupt_weights_file_is_a_clear_error(tmp_path):
   path.write_bytes(arr.tobytes())
   with pytest.raises(ValueError):
     serialization.load_rule(str(path))
+
+
+@pytest.mark.parametrize("name", ml.pretrained_names())
+def test_stored_theta_loads_bit_identically(name):
+  """Files store `name` (and for MLPLOpt the retired `factored`) in rule_config; both are ignored."""
+  from safetensors import safe_open
+  path = ml.api._pretrained_dir() / f"{name}.safetensors"
+  with safe_open(str(path), framework="numpy") as f:
+    stored = {k: f.get_tensor(k) for k in f.keys()}
+    assert '"name"' in f.metadata()["rule_config"]
+  rule, theta, _ = ml.pretrained_rule(name)
+  assert "name" not in rule.config()
+  flat = serialization._flat_names(theta)
+  assert sorted(flat) == sorted(stored)
+  for key, value in stored.items():
+    np.testing.assert_array_equal(np.asarray(flat[key]), value)
+    assert np.asarray(theta_leaf(theta, key)).dtype == np.float32
+
+
+def theta_leaf(theta, key):
+  for part in key.split("/"):
+    theta = theta[part]
+  return theta
+
+
+@pytest.mark.parametrize("name", ml.pretrained_names())
+def test_pretrained_builds_under_a_trace(name):
+  """pretrained() inside jit/eval_shape: the finiteness check of the file runs in numpy."""
+  params = {"w": jnp.ones((4, 3))}
+  state = jax.eval_shape(lambda: ml.pretrained(name, num_steps=10).init(params))
+  assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(state))
+  jax.jit(lambda p: ml.pretrained(name, num_steps=10).init(p))(params)

@@ -3,7 +3,8 @@
 A learned rule is a small object with two methods:
 
 * ``init_meta_params(key) -> theta``: a pytree of float arrays (the meta-parameters);
-* ``as_optax(theta, *, num_steps) -> optax.GradientTransformationExtraArgs``.
+* ``as_optax(theta, *, num_steps) -> optax.GradientTransformationExtraArgs``, defined here once:
+  it validates its arguments and wraps the subclass's ``transformation(theta, num_steps)``.
 
 ``theta`` is an explicit argument, so the same rule can be evaluated at a tracer during
 meta-training (gradients flow into ``theta``) and at concrete arrays when it trains a user's model.
@@ -11,89 +12,75 @@ meta-training (gradients flow into ``theta``) and at concrete arrays when it tra
 from __future__ import annotations
 
 import abc
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metalearn.optimizers import checks, client
+
 MetaParams = Any
 
 
 class LearnedRule(abc.ABC):
-  """Base class of learned update rules; subclasses define the two methods below."""
+  """Base class of learned update rules: a template that validates once and wraps every rule.
 
-  name: str = "rule"
+  A subclass defines ``init_meta_params(key)`` and ``transformation(theta, num_steps)`` (the rule's
+  math as an ``optax.GradientTransformationExtraArgs`` over plain float arrays) and, as class
+  attributes, ``name`` and ``math_version``. ``as_optax`` checks the arguments and wraps the
+  transformation with what every client needs (see ``client.client_safe``): any pytree and
+  combinator, ``nnx.Variable`` sharding metadata carried onto the state, Python-float leaves, empty
+  trees, and gradients checked against the params.
+  """
+
+  name: ClassVar[str] = "rule"
   # Bumped whenever the rule's arithmetic changes in a way that changes what a given theta does,
   # so cached evaluations of the old arithmetic are not reused (see evaluate.runner.fingerprint).
-  math_version: int = 1
+  math_version: ClassVar[int] = 1
 
   @abc.abstractmethod
   def init_meta_params(self, key: jax.Array) -> MetaParams:
     """Meta-parameters at which the rule already trains like a tuned-by-hand optimizer."""
 
   @abc.abstractmethod
+  def transformation(self, theta: MetaParams, num_steps) -> optax.GradientTransformationExtraArgs:
+    """The rule's math at checked, float32 ``theta``; ``num_steps`` may be a traced array."""
+
   def as_optax(self, theta: MetaParams, *, num_steps) -> optax.GradientTransformationExtraArgs:
-    """The rule at meta-parameters ``theta`` as an optax transformation for a ``num_steps`` run."""
+    """The rule at meta-parameters ``theta`` as an optax transformation for a ``num_steps`` run.
+
+    Callable under a trace (``jit``, ``eval_shape``): value checks run only on concrete values.
+    """
+    checks.check_num_steps(num_steps)
+    self.check_meta_params(theta)
+    # Concrete theta stays concrete (numpy): a transformation built inside nnx.eval_shape or
+    # nnx.jit (and kept by nnx.Optimizer) must not close over tracers of that trace.
+    theta = jax.tree.map(lambda x: np.asarray(x, np.float32) if checks.is_concrete(x)
+                         else jnp.asarray(x, jnp.float32), theta)
+    return client.client_safe(self.transformation(theta, num_steps), type(self).__name__)
 
   def config(self) -> dict:
     """Constructor arguments, JSON-serialisable, so that a checkpoint can rebuild the rule."""
-    return {}
+    return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
   def check_meta_params(self, theta: MetaParams) -> None:
-    """Raises ``ValueError`` naming the first leaf of ``theta`` that does not fit this rule."""
+    """Raises ``ValueError`` naming the first leaf of ``theta`` that does not fit this rule.
+
+    Structure, shapes and dtypes always; finiteness only of concrete (untraced) leaves.
+    """
+    what = f"meta-parameters of {type(self).__name__}"
     expected = jax.eval_shape(self.init_meta_params, jax.random.key(0))
-    check_tree_matches(theta, expected, what=f"meta-parameters of {type(self).__name__}")
+    checks.check_tree_matches(theta, expected, what=what)
+    checks.check_finite(theta, what=what)
 
 
-def check_tree_matches(tree, expected, *, what: str) -> None:
-  """Checks that ``tree`` has the structure, shapes and float dtypes of ``expected``."""
-  exp_leaves, exp_def = jax.tree_util.tree_flatten_with_path(expected)
-  try:
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  except Exception as e:  # pragma: no cover - tree_flatten rarely fails
-    raise ValueError(f"{what}: could not read the tree ({e}).") from e
-  if treedef != exp_def:
-    got = {jax.tree_util.keystr(p) for p, _ in leaves}
-    want = {jax.tree_util.keystr(p) for p, _ in exp_leaves}
-    missing, extra = sorted(want - got), sorted(got - want)
-    raise ValueError(
-        f"{what} do not fit the rule: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}. "
-        "Pass the tree returned by init_meta_params (or loaded for this same rule and config).")
-  for (path, leaf), (_, want) in zip(leaves, exp_leaves):
-    shape = tuple(np.shape(leaf))
-    if shape != tuple(want.shape):
-      raise ValueError(
-          f"{what} do not fit the rule: {jax.tree_util.keystr(path)} has shape {shape}, "
-          f"expected {tuple(want.shape)}. Was theta made for a rule with other hyperparameters "
-          "(hidden size, features)?")
-    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise ValueError(f"{what}: {jax.tree_util.keystr(path)} has dtype {jnp.result_type(leaf)}; "
-                       "meta-parameters must be floating point.")
-
-
-def check_num_steps(num_steps) -> None:
-  """``num_steps`` may be a traced array (meta-training samples horizons); Python ints are checked."""
-  if isinstance(num_steps, (bool, np.bool_)):
-    raise TypeError("num_steps must be a positive integer (the training horizon), got a bool.")
-  if isinstance(num_steps, jax.Array) and not isinstance(num_steps, jax.core.Tracer):
-    num_steps = num_steps.item() if num_steps.size == 1 else num_steps
-  if isinstance(num_steps, (int, float, np.integer, np.floating)):
-    if not num_steps > 0:
-      raise ValueError(f"num_steps must be > 0 (the number of training steps the rule is told "
-                       f"about), got {num_steps}.")
-
-
-def check_float_params(tree, *, what: str = "params") -> None:
-  """Learned rules update floating-point arrays only; say which leaf is not."""
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    dtype = jnp.result_type(leaf)
-    if not jnp.issubdtype(dtype, jnp.floating):
-      raise TypeError(
-          f"{what}{jax.tree_util.keystr(path)} has dtype {dtype}; learned optimizers update floating "
-          "point parameters only. Optimize only nnx.Param leaves (nnx.Optimizer(model, tx, "
-          "wrt=nnx.Param)) or cast the parameter to float32.")
+# Kept importable from here: rules and tests use these names.
+check_tree_matches = checks.check_tree_matches
+check_num_steps = checks.check_num_steps
+check_float_params = checks.check_float_params
 
 
 def require_params(params, rule: str):
@@ -146,6 +133,19 @@ def second_moment_rsqrt(v, shape, bias_correction, eps, factored: bool = True):
     r_col = jax.lax.rsqrt(col * (1.0 / bias_correction) + eps**2)
     return r_row[..., None] * r_col
   return jax.lax.rsqrt(row * (1.0 / bias_correction) + eps**2)
+
+
+MAX_GRAD = 1e18  # |g| above this is clipped: g**2 must stay finite in float32
+
+
+def safe_gradient(g):
+  """``g`` in float32 with NaN/Inf elements set to zero and finite ones clipped to ``MAX_GRAD``.
+
+  Rules read gradients through this, so that one bad element changes only its own update and the
+  state stays finite.
+  """
+  g = jnp.asarray(g, jnp.float32)
+  return jnp.where(jnp.isfinite(g), jnp.clip(g, -MAX_GRAD, MAX_GRAD), 0.0)
 
 
 def fraction_done(count, num_steps):

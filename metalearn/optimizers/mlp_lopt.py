@@ -1,33 +1,51 @@
 """A per-parameter MLP learned optimizer that costs about what Adam costs.
 
 For every parameter ``p`` with gradient ``g`` the rule keeps two momenta ``m_a`` (decay 0.9) and
-``m_b`` (decay 0.99) and an Adafactor-style second moment ``v`` (row and column factors for
-matrices, so its state is ~2 floats per parameter). With ``r = rsqrt(v_hat + eps)`` the features are
+``m_b`` (decay 0.99) and a second moment ``v`` (decay 0.999), each an array of ``p``'s shape. The
+gradient is first made safe, element by element: a NaN or Inf element counts as zero and a finite
+one is clipped to ``|g| <= 1e18`` (so ``g**2`` stays finite in float32). With
+``r = rsqrt(v_hat + eps**2)`` the features are
 
     f = clip([g r, m_a r, m_b r, p / rms(p)], -clip, clip)
 
 A tiny MLP (``hidden_size`` ReLU units, 4 by default) reads ``f`` plus a per-tensor bias made from
-an embedding of the fraction of training done and the tensor's log-RMS, and outputs a direction ``d`` and a
-log-magnitude ``s``. The step is
+an embedding of the fraction of training done and the tensor's log-RMS, and outputs a direction
+``d`` and a log-magnitude ``s``. The step is
 
-    u = -lr * exp(schedule(t)) * pexp(s) * (m_a_hat r + alpha * d) - lr * wd * p
+    u = [v > 0] * clip(-lr_t * pexp(s) * (m_a_hat r + alpha * d) - lr_t * wd * p, -b, b),
+    lr_t = lr * exp(schedule(t)),   b = max(step_bound * rms(p), lr_t)
 
 where ``pexp(s) = (1 + s/32)**32`` with ``s`` clipped to [-6, 3] is a positive, monotone,
 exponential-like map that costs five multiplies instead of an ``exp`` (within 2% of ``exp`` for
 ``|s| <= 1``; 0.53x of it at -6 and 0.88x at 3). ``lr``, ``wd``, ``alpha`` and ``schedule`` (a
 linear map of the time embedding) are meta-parameters too. The MLP's output layer starts at zero,
-so at ``init_meta_params`` the rule is Adam(lr=1e-3) with factored second moments, and
-meta-training starts from a working optimizer.
+so at ``init_meta_params`` the rule is AdamW(lr=1e-3, wd=1e-5), and meta-training starts from a
+working optimizer.
+
+The bound ``b`` keeps a step within ``step_bound`` (20%) of the tensor's RMS unless the base
+learning rate alone allows more. Meta-training tasks have small fan-ins, where learned step-size
+multipliers of up to ``pexp(3) = 17.7`` are harmless; on a layer with a large fan-in (small weights,
+e.g. the 3136-input dense layer of the flax MNIST CNN) the same multiplier nearly doubled the
+weights in one step, which is what made the first steps of ``pretrained("default")`` spike.
+
+Three properties hold for every theta, by construction:
+
+* zero in, zero out: ``v`` is exactly zero while every gradient of an element has been exactly
+  zero, and the gate ``[v > 0]`` then makes its update exactly zero (unused embedding rows, frozen
+  or masked parameters stay put);
+* contained faults: every statistic an element's update reads is its own (``g``, ``m_a``, ``m_b``,
+  ``v``) or is per tensor and computed from the parameters only (``rms(p)``), so a bad gradient
+  element changes no other element's update, and the safe gradient keeps the state finite;
+* bounded steps: ``|u| <= b`` whatever the gradient (an outlier element's own step included).
 
 The MLP is written out per hidden unit as elementwise arithmetic, so that XLA fuses the whole
 update of a tensor into one loop instead of issuing a skinny matmul per tensor. Scalars are folded
-before the loop and the factored ``r`` is a row-by-column product, so the loop has no divide, rsqrt
-or exp — this is what makes the step cost close to Adam's.
+before the loop, so the loop has one rsqrt and no divide or exp.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,9 +70,9 @@ def pexp(s):
 
 class MLPLOptState(NamedTuple):
   count: jax.Array
-  momenta: optax.Updates   # per tensor [2, *shape]: the fast and the slow momentum, one array
-  v_row: optax.Updates
-  v_col: optax.Updates
+  fast: optax.Updates    # m_a, shaped like the params
+  slow: optax.Updates    # m_b, shaped like the params
+  nu: optax.Updates      # v, shaped like the params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,58 +86,55 @@ class MLPLOpt(base.LearnedRule):
   second_moment_decay: float = 0.999
   eps: float = 1e-8
   feature_clip: float = 5.0
-  factored: bool = True          # Adafactor-style row/col second moments for matrices
   param_feature: bool = True     # feed p / rms(p) to the MLP (one extra reduction per tensor)
   grad_feature: bool = True      # feed g * rsqrt(v) to the MLP
-  name: str = "mlp_lopt"
+  step_bound: float = 0.2        # |u| <= max(step_bound * rms(p), base lr), per element
+
+  name: ClassVar[str] = "mlp_lopt"
   # 2: the step magnitude uses pexp (five squarings) instead of exp.
-  math_version = 2  # a class attribute, not a dataclass field
+  # 3: per-element second moment (was Adafactor-factored), safe gradient, zero-in-zero-out gate,
+  #    step bound.
+  math_version: ClassVar[int] = 3
+  # Constructor arguments of older versions that files may still hold; ignored on load.
+  retired_config: ClassVar[tuple] = ("factored",)
 
   def __post_init__(self):
     if self.hidden_size < 1:
       raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}.")
     if not self.init_lr > 0:
       raise ValueError(f"init_lr must be > 0, got {self.init_lr}.")
+    if not self.step_bound > 0:
+      raise ValueError(f"step_bound must be > 0, got {self.step_bound}.")
 
   @property
   def num_features(self) -> int:
     return 2 + int(self.grad_feature) + int(self.param_feature)
 
-  def config(self) -> dict:
-    return {k: v for k, v in dataclasses.asdict(self).items()}
-
   def init_meta_params(self, key):
     k1, k2 = jax.random.split(key)
     h = self.hidden_size
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
     return {
-        "log_lr": jnp.asarray(np.log(self.init_lr), jnp.float32),
-        "log_wd": jnp.asarray(np.log(1e-5), jnp.float32),
-        "log_alpha": jnp.asarray(np.log(0.1), jnp.float32),
+        "log_lr": f32(np.log(self.init_lr)),
+        "log_wd": f32(np.log(1e-5)),
+        "log_alpha": f32(np.log(0.1)),
         "schedule": jnp.zeros((base.NUM_TIME_FEATURES,), jnp.float32),
         "w_in": jax.random.normal(k1, (self.num_features, h), jnp.float32)
-                / np.sqrt(self.num_features),
+                * float(1 / np.sqrt(self.num_features)),
         "w_tensor": jax.random.normal(k2, (NUM_TENSOR_FEATURES, h), jnp.float32)
-                    / np.sqrt(NUM_TENSOR_FEATURES),
+                    * float(1 / np.sqrt(NUM_TENSOR_FEATURES)),
         "b_hidden": jnp.zeros((h,), jnp.float32),
         "w_out": jnp.zeros((h, 2), jnp.float32),
         "b_out": jnp.zeros((2,), jnp.float32),
     }
 
-  def as_optax(self, theta, *, num_steps) -> optax.GradientTransformationExtraArgs:
-    base.check_num_steps(num_steps)
-    self.check_meta_params(theta)
+  def transformation(self, theta, num_steps) -> optax.GradientTransformationExtraArgs:
     rule = self
 
     def init_fn(params):
-      base.check_float_params(params)
-      zeros = lambda p: jnp.zeros((2,) + p.shape, jnp.float32)
-      v = jax.tree.map(lambda p: base.init_second_moment(p, rule.factored), params)
-      is_pair = lambda x: isinstance(x, tuple)
-      return MLPLOptState(
-          count=jnp.zeros((), jnp.int32),
-          momenta=jax.tree.map(zeros, params),
-          v_row=jax.tree.map(lambda t: t[0], v, is_leaf=is_pair),
-          v_col=jax.tree.map(lambda t: t[1], v, is_leaf=is_pair))
+      zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.float32)
+      return MLPLOptState(count=jnp.zeros((), jnp.int32), fast=jax.tree.map(zeros, params),
+                          slow=jax.tree.map(zeros, params), nu=jax.tree.map(zeros, params))
 
     def update_fn(updates, state, params=None, **extra_args):
       del extra_args  # `loss` and any other extras are accepted and not needed
@@ -142,27 +157,24 @@ class MLPLOpt(base.LearnedRule):
       w_dir = -lr * alpha * theta["w_out"][:, 0]
       b_dir = -lr * alpha * theta["b_out"][0]
       wd_scale = -lr * wd
+      inv_bc_v = 1.0 / bc_v
       c = rule.feature_clip
+      b_a, b_b, b_v = rule.fast_decay, rule.slow_decay, rule.second_moment_decay
 
-      decays = jnp.array([rule.fast_decay, rule.slow_decay], jnp.float32)
-
-      def leaf(g, p, m, vr, vc):
-        g = g.astype(jnp.float32)
+      def leaf(g, p, ma, mb, v):
+        g = base.safe_gradient(g)
         pf = p.astype(jnp.float32)
-        # Both momenta in one pass over g (one loop, one array), not two.
-        d = decays.reshape((2,) + (1,) * g.ndim)
-        m = d * m + (1 - d) * g[None]
-        mf, ms = m[0], m[1]
-        vr, vc = base.update_second_moment((vr, vc), g, rule.second_moment_decay,
-                                           rule.factored)
-        r = base.second_moment_rsqrt((vr, vc), g.shape, bc_v, rule.eps, rule.factored)
-        mf_r = mf * r
-        feats = [jnp.clip(mf_r, -c, c), jnp.clip(ms * r, -c, c)]
+        ma = b_a * ma + (1 - b_a) * g
+        mb = b_b * mb + (1 - b_b) * g
+        v = b_v * v + (1 - b_v) * (g * g)
+        r = jax.lax.rsqrt(v * inv_bc_v + rule.eps**2)
+        ma_r = ma * r
+        feats = [jnp.clip(ma_r, -c, c), jnp.clip(mb * r, -c, c)]
         if rule.grad_feature:
           feats.insert(0, jnp.clip(g * r, -c, c))
         tensor_bias = hidden_time
+        p_rms = base.rms(pf)
         if rule.param_feature:
-          p_rms = base.rms(pf)
           feats.append(jnp.clip(pf * (1.0 / (p_rms + 1e-8)), -c, c))
           tensor_bias = tensor_bias + theta["w_tensor"][-1] * (0.2 * jnp.log(p_rms + 1e-8))
         direction = b_dir
@@ -174,13 +186,15 @@ class MLPLOpt(base.LearnedRule):
           act = jax.nn.relu(pre)
           direction = direction + act * w_dir[j]
           log_mag = log_mag + act * theta["w_out"][j, 1]
-        mag = pexp(log_mag)
-        u = mag * (adam_scale * mf_r + direction) + wd_scale * pf
-        return u.astype(p.dtype), m, vr, vc
+        u = pexp(log_mag) * (adam_scale * ma_r + direction) + wd_scale * pf
+        bound = jnp.maximum(rule.step_bound * p_rms, lr)
+        u = jnp.where(v > 0, jnp.clip(u, -bound, bound), 0.0)  # bounded; zero in, zero out
+        return u.astype(p.dtype), ma, mb, v
 
-      out = jax.tree.map(leaf, updates, params, state.momenta, state.v_row, state.v_col)
-      pick = lambda i: jax.tree.map(lambda o: o[i], out, is_leaf=lambda x: isinstance(x, tuple))
-      new_state = MLPLOptState(count, pick(1), pick(2), pick(3))
-      return pick(0), new_state
+      treedef = jax.tree.structure(updates)
+      out = [leaf(*xs) for xs in zip(*(treedef.flatten_up_to(x) for x in (
+          updates, params, state.fast, state.slow, state.nu)))]
+      column = lambda i: treedef.unflatten([o[i] for o in out])
+      return column(0), MLPLOptState(count, column(1), column(2), column(3))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -50,6 +50,14 @@ def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
       os.remove(tmp)
 
 
+def rule_kwargs(rule_name: str, config: dict) -> dict:
+  """Constructor arguments from a stored ``rule_config``: without ``name`` (a class attribute,
+  stored by older versions) or arguments the rule has retired."""
+  from metalearn.optimizers import RULES
+  retired = getattr(RULES.get(rule_name), "retired_config", ())
+  return {k: v for k, v in config.items() if k != "name" and k not in retired}
+
+
 def load_rule(path: str):
   """Returns ``(rule, theta, metadata)`` from a file written by ``save_rule``."""
   from metalearn.optimizers import make_rule
@@ -70,18 +78,18 @@ def load_rule(path: str):
                      f"{e}). Re-install the package or re-export the rule.") from e
   if meta.get("format") != FORMAT:
     raise ValueError(f"{path} is not a metalearn rule file (format {meta.get('format')!r}).")
-  rule = make_rule(meta["rule"], **{k: v for k, v in json.loads(meta["rule_config"]).items()
-                                    if k != "name"})
+  rule = make_rule(meta["rule"], **rule_kwargs(meta["rule"], json.loads(meta["rule_config"])))
   template = jax.eval_shape(rule.init_meta_params, jax.random.key(0))
   names = _flat_names(jax.tree.map(lambda x: np.zeros(x.shape, np.float32), template))
   missing = set(names) - set(arrays)
   if missing:
     raise ValueError(f"{path} lacks meta-parameters {sorted(missing)} for rule {meta['rule']}.")
-  leaves = [jnp.asarray(arrays[n]) for n in names]
+  # Checked in numpy: this also runs under a trace (pretrained() inside nnx.jit or eval_shape).
+  for n in names:
+    if not np.all(np.isfinite(arrays[n])):
+      raise ValueError(f"{path}: meta-parameter {n} holds non-finite values (corrupt file).")
+  leaves = [np.asarray(arrays[n], np.float32) for n in names]  # concrete even under a trace
   theta = jax.tree.unflatten(jax.tree.structure(template), leaves)
   rule.check_meta_params(theta)
-  for n, x in zip(names, leaves):
-    if not bool(jnp.all(jnp.isfinite(x))):
-      raise ValueError(f"{path}: meta-parameter {n} holds non-finite values (corrupt file).")
   extra = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "rule", "rule_config")}
   return rule, theta, extra
