@@ -1,5 +1,6 @@
 """Shipped rules: every listed name loads offline from the installed package and trains."""
 import shutil
+from importlib import resources
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +9,7 @@ import optax
 import pytest
 
 import metalearn as ml
+from metalearn import artifacts
 from metalearn.optimizers import serialization
 
 
@@ -40,7 +42,7 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_corrupt_weights_file_is_a_clear_error(tmp_path):
-  src = ml.api._pretrained_dir() / "default.safetensors"
+  src = resources.files(artifacts.PRETRAINED_PACKAGE) / "default.safetensors"
   path = tmp_path / "default.safetensors"
   shutil.copy(str(src), path)
   data = path.read_bytes()
@@ -59,7 +61,7 @@ def test_corrupt_weights_file_is_a_clear_error(tmp_path):
 def test_stored_theta_loads_bit_identically(name):
   """Files store `name` (and for MLPLOpt the retired `factored`) in rule_config; both are ignored."""
   from safetensors import safe_open
-  path = ml.api._pretrained_dir() / f"{name}.safetensors"
+  path = resources.files(artifacts.PRETRAINED_PACKAGE) / f"{name}.safetensors"
   with safe_open(str(path), framework="numpy") as f:
     stored = {k: f.get_tensor(k) for k in f.keys()}
     assert '"name"' in f.metadata()["rule_config"]

@@ -11,6 +11,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from metalearn.files import atomic_write
 from metalearn.optimizers import base
 
 FORMAT = "metalearn.rule.v1"
@@ -32,22 +33,9 @@ def save_rule(path: str, rule: base.LearnedRule, theta, **metadata) -> None:
     raise ValueError(f"cannot save a rule of unregistered type {type(rule).__name__}.")
   meta = {"format": FORMAT, "rule": names[type(rule)], "rule_config": json.dumps(rule.config()),
           **{k: json.dumps(v) for k, v in metadata.items()}}
-  remote = "://" in str(path)
-  d = tempfile.gettempdir() if remote else os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-  os.close(fd)
-  try:
-    save_file(_flat_names(theta), tmp, metadata=meta)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are ordinary data files
-    if remote:  # e.g. gs://: upload the finished file in one piece
-      from etils import epath
-      epath.Path(tmp).copy(epath.Path(path), overwrite=True)
-    else:
-      os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  if "://" not in str(path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  atomic_write(path, lambda tmp: save_file(_flat_names(theta), tmp, metadata=meta))
 
 
 def rule_kwargs(rule_name: str, config: dict) -> dict:
