@@ -103,5 +103,5 @@ def resolve(source: str):
       raise ValueError(f"{source} is a file but not a .safetensors export; pass {FORMS}.")
     rule, theta, info = load_rule(source)
     return rule, theta, {**info, "source": source}
-  raise FileNotFoundError(f"no rule at {source!r}: it is not a known form or an existing path; "
+  raise ValueError(f"no rule at {source!r}: it is not a known form or an existing path; "
                           f"pass {FORMS}.")
