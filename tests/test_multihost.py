@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from metalearn.artifacts import from_workdir as load_meta_params
 from meta_helpers import TINY_FLAGS
