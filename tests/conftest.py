@@ -3,6 +3,9 @@ import os
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The CLI turns on JAX's persistent compilation cache in ~/.cache; tests keep out of it (one test
+# turns it on in a directory of its own).
+os.environ.setdefault("METALEARN_COMPILE_CACHE", "0")
 
 import jax  # noqa: E402
 

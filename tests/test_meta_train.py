@@ -39,7 +39,7 @@ def _run_steps(config, num_devices, steps=3):
 GRAD_TOL = {"tbptt": 1e-5, "pes": 1e-4}
 
 
-@pytest.mark.parametrize("estimator", ["pes", "tbptt"])
+@pytest.mark.parametrize("estimator", ["pes", pytest.param("tbptt", marks=pytest.mark.slow)])
 def test_one_and_eight_devices_agree(estimator):
   assert len(jax.devices()) == 8, "conftest should emulate 8 CPU devices"
   config = tiny_config(estimator=estimator)
@@ -65,7 +65,8 @@ def test_population_is_sharded_over_the_mesh():
   assert leaf.addressable_shards[0].data.shape[0] == leaf.shape[0] // 8
 
 
-@pytest.mark.parametrize("estimator", ["pes", "tbptt", "nres"])
+@pytest.mark.parametrize("estimator", [
+    "pes", pytest.param("tbptt", marks=pytest.mark.slow), pytest.param("nres", marks=pytest.mark.slow)])
 def test_adversarial_meta_params_leave_theta_finite(estimator):
   config = tiny_config(estimator=estimator, rule="sgdm")
   trainer = MetaStep(config, mesh=parallel.make_mesh(1))
@@ -173,6 +174,7 @@ def test_cli_run_resume_and_load_optimizer(tmp_path):
   assert loss_fn(params) < 0.9 * first
 
 
+@pytest.mark.slow
 def test_learned_rule_as_outer_optimizer(tmp_path):
   teacher = tmp_path / "teacher"
   assert cli.main(["meta-train", "--workdir", str(teacher), *TINY_FLAGS,

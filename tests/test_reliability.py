@@ -141,6 +141,23 @@ def test_unreachable_coordinator_fails_with_its_address(tmp_path):
   assert "127.0.0.1:9" in out.stderr and "could not join" in out.stderr, out.stderr
 
 
+def test_persistent_compilation_cache_fills_and_is_reused(tmp_path):
+  """A second run of the same config finds its compiled programs in the cache directory."""
+  cache = tmp_path / "cache"
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu",
+             METALEARN_COMPILE_CACHE=str(cache))
+  cmd = [sys.executable, "-m", "metalearn.cli", "meta-train", *TINY_FLAGS,
+         "--config.num_outer_steps=2"]
+  for i in range(2):
+    out = subprocess.run(cmd + ["--workdir", str(tmp_path / f"w{i}")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    if i == 0:
+      entries = set(os.listdir(cache))
+      assert entries, "the first run wrote no compiled programs"
+  assert set(os.listdir(cache)) == entries  # the second run compiled nothing new
+
+
 def test_version_flag(capsys):
   import metalearn
   assert cli.main(["--version"]) == 0
