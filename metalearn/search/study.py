@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from metalearn.search.space import Space
@@ -30,6 +31,12 @@ HEARTBEAT_S = 60
 GRACE_S = 600
 SPACE_ATTR = "metalearn.space"
 WORKER_ATTR = "metalearn.worker"
+
+# Heartbeats are recorded by hand here (a vmapped batch of trials runs in one call), which Optuna
+# warns about on every ask; and the heartbeat API it marks experimental is the one to use.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                        module=r"optuna\.|metalearn\.search")
 
 
 def default_storage(workdir: str) -> str:
@@ -100,7 +107,7 @@ def open_storage(url: str) -> RDBStorage:
   try:
     return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
                       grace_period=GRACE_S,
-                      heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2))
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
   except ImportError as e:
     raise ConnectionError(f"cannot reach storage {url}: its database driver is not installed "
                           f"({e}).") from e
