@@ -115,17 +115,20 @@ def optimize(study: optuna.Study, space, target, n_trials: int, *, batch_size: i
   while True:
     trials = []
     for _ in range(batch_size):
-      if len(study.get_trials(deepcopy=False, states=COUNTED)) >= n_trials:
+      if _count(study) >= n_trials:
         break
-      trial = study.ask()
+      with study_lib.quiet():
+        trial = study.ask()
       study_lib.mark_worker(trial)
-      if len(study.get_trials(deepcopy=False, states=COUNTED)) > n_trials:  # another worker won
+      if _count(study, before=trial.number) >= n_trials:  # a worker sharing the study was first
         trial.set_user_attr("surplus", True)
         study.tell(trial, state=TrialState.FAIL)
         break
       trials.append(trial)
     if not trials:
-      return ran
+      if _count(study) >= n_trials:
+        return ran
+      continue
     pruned: set[int] = set()
     try:
       params = [space(t) for t in trials]
@@ -135,17 +138,34 @@ def optimize(study: optuna.Study, space, target, n_trials: int, *, batch_size: i
       for t in trials:  # a crash (or Ctrl-C) fails this batch; completed trials stay as they are
         study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
       raise
+    stopped = False
     for i, (t, o) in enumerate(zip(trials, outcomes)):
       for k, v in o.items():
         if k != "value":
           t.set_user_attr(k, v)
-      if i in pruned:
-        study.tell(t, state=TrialState.PRUNED, skip_if_finished=True)
-      else:
-        study.tell(t, o["value"], skip_if_finished=True)
+      stopped = _tell(study, t, None if i in pruned else o["value"]) or stopped
     ran += len(trials)
     if callback is not None:
       callback(study, trials)
+    if stopped:
+      return ran
+
+
+def _tell(study, trial, value) -> bool:
+  """Tells a value (``None``: pruned); True if the sampler asks to stop (a finished grid)."""
+  try:
+    study.tell(trial, value, state=TrialState.PRUNED if value is None else None,
+               skip_if_finished=True)
+  except RuntimeError as e:  # GridSampler calls study.stop(), meant for study.optimize only;
+    if "Study.stop" not in str(e):  # the trial is stored before it does
+      raise
+    return True
+  return False
+
+
+def _count(study, before: int | None = None) -> int:
+  return sum(before is None or t.number < before
+             for t in study.get_trials(deepcopy=False, states=COUNTED))
 
 
 def _report(study, trials, idx, step, values, pruned: set) -> np.ndarray:

@@ -14,6 +14,7 @@ the study (same name, other space or direction: ``ValueError``, nothing changed)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import warnings
@@ -32,11 +33,16 @@ GRACE_S = 600
 SPACE_ATTR = "metalearn.space"
 WORKER_ATTR = "metalearn.worker"
 
-# Heartbeats are recorded by hand here (a vmapped batch of trials runs in one call), which Optuna
-# warns about on every ask; and the heartbeat API it marks experimental is the one to use.
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
-                        module=r"optuna\.|metalearn\.search")
+
+
+@contextlib.contextmanager
+def quiet():
+  """Heartbeats are recorded by hand here (a vmapped batch of trials runs in one call), which
+  Optuna warns about on every ask; and the heartbeat API it marks experimental is the one to use."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    yield
 
 
 def default_storage(workdir: str) -> str:
@@ -76,7 +82,20 @@ def make_sampler(name: str, space: Space, *, seed: int = 0, n_trials: int | None
   missing = set(space.names) - set(grid)
   if missing:
     raise ValueError(f"grid sampler: the grid gives no values for {sorted(missing)}.")
+  for n, values in grid.items():
+    d = space.distributions.get(n)
+    outside = [v for v in values if d is None or not _in(d, v)]
+    if outside:
+      raise ValueError(f"grid sampler: values {outside} of {n!r} are outside the search space "
+                       f"({d}).")
   return optuna.samplers.GridSampler(grid, seed=seed, **kwargs)
+
+
+def _in(distribution, value) -> bool:
+  try:
+    return distribution._contains(distribution.to_internal_repr(value))
+  except (ValueError, TypeError):
+    return False
 
 
 def make_pruner(name: str, *, num_reports: int = 4, **kwargs) -> optuna.pruners.BasePruner:
@@ -105,7 +124,8 @@ def open_storage(url: str) -> RDBStorage:
     if path and not os.path.isdir(folder):
       raise ConnectionError(f"cannot reach storage {url}: folder {folder} does not exist.")
   try:
-    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+    with quiet():
+      return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
                       grace_period=GRACE_S,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
   except ImportError as e:
@@ -122,11 +142,16 @@ def open_study(name: str, space: Space, *, workdir: str | None = None, storage: 
                direction: str = "minimize", seed: int = 0, n_trials: int | None = None,
                num_reports: int = 4, grid: dict | None = None,
                sampler_kwargs: dict | None = None) -> optuna.Study:
-  """Creates or resumes study ``name`` in ``storage`` (default: SQLite in ``workdir``)."""
+  """Creates or resumes study ``name`` in ``storage`` (default: SQLite in ``workdir``).
+
+  The worker that creates the study samples with ``seed``; a worker joining or resuming an
+  existing study mixes its process id into it, so that workers sharing a study do not propose the
+  same trials (a sampler's state lives in its process, not in the storage).
+  """
   space = Space(space)
-  if isinstance(sampler, str):
-    sampler = make_sampler(sampler, space, seed=seed, n_trials=n_trials, grid=grid,
-                           **(sampler_kwargs or {}))
+  make = lambda seed: make_sampler(sampler, space, seed=seed, n_trials=n_trials, grid=grid,
+                                   **(sampler_kwargs or {})) if isinstance(sampler, str) else sampler
+  make(seed)   # checks the sampler's name and grid before the storage is touched
   if isinstance(pruner, str):
     pruner = make_pruner(pruner, num_reports=num_reports)
   if direction not in ("minimize", "maximize"):
@@ -140,7 +165,13 @@ def open_study(name: str, space: Space, *, workdir: str | None = None, storage: 
     storage = default_storage(workdir)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   rdb = open_storage(storage)
-  if name in {s.study_name for s in optuna.get_all_study_summaries(rdb)}:
+  try:
+    rdb.get_study_id_from_name(name)
+    exists = True
+  except KeyError:
+    exists = False
+  sampler = make(seed + (os.getpid() if exists else 0))
+  if exists:
     study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
     check_same(study, space, direction, storage)
   else:
@@ -193,7 +224,8 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
       if failed:
         storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(t._trial_id))
         recovered.append(t.number)
-  optuna.storages.fail_stale_trials(study)
+  with quiet():
+    optuna.storages.fail_stale_trials(study)
   return recovered
 
 

@@ -1,0 +1,202 @@
+"""metalearn.search: spaces, batched training, studies on real SQLite files, workers, errors, PBT."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import optax
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from metalearn.search import (BatchRun, OptimizerTarget, Space, open_storage, open_study,
+                              optimize, optimizer_family, run_search)
+from metalearn.tasks import TaskSpec, make_task
+from metalearn.tasks.training import train_grid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINREG = {"kind": "linreg", "dim": 8, "batch_size": 32}
+SPACE = {"learning_rate": ("log", 1e-4, 1.0), "weight_decay": ("log", 1e-6, 1e-1)}
+
+
+def small_config(**kw):
+  return {"name": "lin", "task": LINREG, "num_steps": 40, "space": SPACE, "trials": 6,
+          "batch_size": 3, "num_reports": 2, **kw}
+
+
+# -- spaces ----------------------------------------------------------------------------------------
+
+
+def test_space_declared_and_function_agree():
+  def fn(trial):
+    return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1.0, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)}
+  assert Space(SPACE).signature == Space(fn).signature
+  assert Space(SPACE).signature != Space({**SPACE, "warmup": ("float", 0.0, 0.3)}).signature
+  grid = Space({"lr": ("log", 1e-3, 1e-1), "opt": ["adamw", "sgdm"], "n": ("int", 1, 3)}).grid(3)
+  assert np.allclose(grid["lr"], [1e-3, 1e-2, 1e-1]) and grid["opt"] == ["adamw", "sgdm"]
+  assert grid["n"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("space, words", [
+    ({}, "empty"), (lambda trial: {}, "empty"),
+    ({"lr": ("log", 1e-1, 1e-3)}, "low"), ({"lr": ("log", 0.0, 1.0)}, "log-scaled"),
+    ({"lr": ("cubic", 0, 1)}, "kind"), ({"opt": []}, "empty list"),
+    (lambda trial: {"lr": trial.suggest_float("lr", 1.0, 0.1)}, "invalid"),
+    (lambda trial: 3, "must return a dict"), (42, "function")])
+def test_bad_spaces_are_rejected_by_name(space, words):
+  with pytest.raises(ValueError, match=words):
+    Space(space)
+
+
+# -- batched training ------------------------------------------------------------------------------
+
+
+def test_batch_run_matches_train_grid_and_drops_stopped_members():
+  task = make_task(TaskSpec(**LINREG))
+  lrs = [1e-3, 1e-2, 1e-1]
+  run = BatchRun(task, optimizer_family("adamw", 40), 40, num_chunks=2)
+  out = run({"learning_rate": lrs}, seeds=[0, 1])
+  grid = train_grid(task, lambda lr: optax.adamw(lr, weight_decay=0.0), 40, lrs, [0, 1])
+  np.testing.assert_allclose(out["test_loss"], grid["test_loss"].mean(1), rtol=1e-4)
+  np.testing.assert_allclose(out["train_loss"], grid["train_loss"][:, :, 20:].mean((1, 2)),
+                             rtol=1e-4)
+  seen = []
+  stopped = run({"learning_rate": lrs}, seeds=[0, 1],
+                on_chunk=lambda step, losses, alive: (seen.append((step, losses.copy())),
+                                                      losses > np.nanmin(losses))[1])
+  assert [s for s, _ in seen] == [20]
+  best = int(np.argmin(seen[0][1]))
+  assert list(stopped["steps"]) == [40 if i == best else 20 for i in range(3)]
+  assert stopped["test_loss"][best] == pytest.approx(out["test_loss"][best], rel=1e-4)
+
+
+# -- studies ---------------------------------------------------------------------------------------
+
+
+def test_search_writes_results_report_and_resumes(tmp_path):
+  wd = str(tmp_path / "s")
+  summary = run_search(small_config(pruner="median"), wd)
+  results = json.load(open(os.path.join(wd, "results.json")))
+  assert results == json.loads(json.dumps(summary))
+  values = [t["value"] for t in results["trials"] if t["state"] == "complete"]
+  assert results["best_value"] == min(values) and len(results["trials"]) == 6
+  assert all(len(t["intermediate"]) >= 1 for t in results["trials"])
+  for f in ("study.db", "report.md", "history.png", "intermediate.png", "importances.png"):
+    assert os.path.getsize(os.path.join(wd, f)) > 0, f
+  # Same study, larger budget: the six trials are kept and two are added.
+  again = run_search(small_config(pruner="median", trials=8, sampler="random"), wd, report=False)
+  assert [t["params"] for t in again["trials"][:6]] == [t["params"] for t in results["trials"]]
+  assert len(again["trials"]) == 8
+
+
+def test_grid_and_cmaes_samplers_run(tmp_path):
+  grid = {"learning_rate": [1e-2, 1e-1], "weight_decay": [1e-6, 1e-3]}
+  s = run_search(small_config(sampler="grid", grid=grid, trials=4, pruner="none"),
+                 str(tmp_path / "g"), report=False)
+  assert sorted((t["params"]["learning_rate"], t["params"]["weight_decay"])
+                for t in s["trials"]) == [(a, b) for a in grid["learning_rate"]
+                                          for b in grid["weight_decay"]]
+  s = run_search(small_config(sampler="cmaes", trials=4, pruner="hyperband"),
+                 str(tmp_path / "c"), report=False)
+  assert s["states"].get("complete", 0) + s["states"].get("pruned", 0) == 4
+
+
+def _snapshot(folder):
+  return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+
+
+def test_bad_input_is_refused_and_nothing_is_overwritten(tmp_path):
+  with pytest.raises(ValueError, match="outside the search space"):
+    run_search(small_config(sampler="grid", grid={"learning_rate": [0.1], "weight_decay": [0.0]}),
+               str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="unknown sampler 'bayes'"):
+    run_search(small_config(sampler="bayes"), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="empty"):
+    run_search(small_config(space={}), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="cannot set"):
+    run_search(small_config(space={"learing_rate": ("log", 1e-3, 1.0)}), str(tmp_path / "a"))
+  assert not os.path.exists(tmp_path / "a")
+  with pytest.raises(ConnectionError, match="cannot reach storage"):
+    run_search(small_config(), str(tmp_path / "b"), storage="sqlite:////no/such/dir/x.db")
+  with pytest.raises(ConnectionError, match="cannot reach storage"):
+    run_search(small_config(), str(tmp_path / "b"), storage="postgresql://u:p@127.0.0.1:9/db")
+  assert not os.path.exists(tmp_path / "b")
+  wd = str(tmp_path / "c")
+  run_search(small_config(trials=2, pruner="none"), wd, report=False)
+  before = _snapshot(wd)
+  other = {"learning_rate": ("log", 1e-5, 1.0), "weight_decay": ("log", 1e-6, 1e-1)}
+  with pytest.raises(ValueError, match="already exists with another search space"):
+    run_search(small_config(space=other, trials=4), wd)
+  with pytest.raises(ValueError, match="already exists to minimize"):
+    open_study("lin", SPACE, workdir=wd, direction="maximize")
+  assert _snapshot(wd) == before
+
+
+def _worker(wd, *extra, trials=6, env_extra=None):
+  cfg = os.path.join(wd, "..", "cfg.py")
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1",
+         "METALEARN_COMPILE_CACHE": "0", **(env_extra or {})}
+  return subprocess.Popen([sys.executable, "-m", "metalearn.cli", "search", "--config", cfg,
+                           "--workdir", wd, "--trials", str(trials), *extra], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _write_config(tmp_path, **kw):
+  (tmp_path / "cfg.py").write_text(textwrap.dedent(f"""
+      def get_config():
+        return {small_config(**kw)!r}
+      """))
+
+
+def _states(db):
+  with sqlite3.connect(db) as con:
+    return [r[0] for r in con.execute("select state from trials order by number")]
+
+
+def test_sigkill_loses_no_completed_trial(tmp_path):
+  _write_config(tmp_path, batch_size=1, pruner="none", num_steps=400)
+  wd = str(tmp_path / "s")
+  proc = _worker(wd, trials=50)
+  db = os.path.join(wd, "study.db")
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    if os.path.exists(db) and _states(db).count("COMPLETE") >= 2 and "RUNNING" in _states(db):
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  states = _states(db)
+  assert states.count("COMPLETE") >= 2 and "RUNNING" in states, states
+  storage = open_storage("sqlite:///" + db)
+  done = {t.number: (t.params, t.value) for t in
+          optuna.load_study(study_name="lin", storage=storage).trials if t.state.is_finished()}
+  study = open_study("lin", SPACE, workdir=wd, sampler="random")   # recovers the killed trial
+  killed = [t for t in study.trials if t.state == TrialState.FAIL]
+  assert len(killed) == 1 and study.trials[-1].state == TrialState.WAITING
+  assert study.trials[-1].params == killed[0].params   # re-queued with the same parameters
+  target = OptimizerTarget(LINREG, num_steps=40, num_reports=1)
+  optimize(study, SPACE, target, n_trials=len(done) + 2, batch_size=2)
+  after = {t.number: (t.params, t.value) for t in study.trials}
+  assert all(after[n] == v for n, v in done.items())
+  assert study.trials[-2].params == killed[0].params   # the re-queued trial ran
+  assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == len(done) + 2
+
+
+def test_two_workers_share_one_study(tmp_path):
+  _write_config(tmp_path, batch_size=2, pruner="none")
+  wd = str(tmp_path / "s")
+  open_study("lin", SPACE, workdir=wd)   # both workers then find the study
+  procs = [_worker(wd, trials=8) for _ in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs
+  study = optuna.load_study(study_name="lin", storage="sqlite:///" + os.path.join(wd, "study.db"))
+  complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+  assert len(complete) == 8
+  assert len({t.user_attrs["metalearn.worker"] for t in complete}) == 2
+  assert len({tuple(t.params.values()) for t in complete}) == 8
