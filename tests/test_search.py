@@ -139,7 +139,7 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(tmp_path):
 
 
 def _worker(wd, *extra, trials=6, env_extra=None):
-  cfg = os.path.join(wd, "..", "cfg.py")
+  cfg = os.path.join(os.path.dirname(wd), "cfg.py")
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1",
          "METALEARN_COMPILE_CACHE": "0", **(env_extra or {})}
   return subprocess.Popen([sys.executable, "-m", "metalearn.cli", "search", "--config", cfg,
@@ -159,6 +159,13 @@ def _states(db):
     return [r[0] for r in con.execute("select state from trials order by number")]
 
 
+def _running_params(db):
+  with sqlite3.connect(db) as con:
+    return con.execute("select count(*) from trial_params p join trials t on p.trial_id = "
+                       "t.trial_id where t.state = 'RUNNING'").fetchone()[0]
+
+
+@pytest.mark.slow   # a worker process that compiles on its own (about a minute on 2 loaded cores)
 def test_sigkill_loses_no_completed_trial(tmp_path):
   _write_config(tmp_path, batch_size=1, pruner="none", num_steps=400)
   wd = str(tmp_path / "s")
@@ -166,8 +173,10 @@ def test_sigkill_loses_no_completed_trial(tmp_path):
   db = os.path.join(wd, "study.db")
   deadline = time.time() + 240
   while time.time() < deadline:
-    if os.path.exists(db) and _states(db).count("COMPLETE") >= 2 and "RUNNING" in _states(db):
-      break
+    if os.path.exists(db) and _states(db).count("COMPLETE") >= 2 and _running_params(db) == 2:
+      break  # killed while training a trial whose parameters are stored
+    if proc.poll() is not None:
+      pytest.fail(f"the worker ended early:\n{proc.stdout.read()}")
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
@@ -178,7 +187,8 @@ def test_sigkill_loses_no_completed_trial(tmp_path):
           optuna.load_study(study_name="lin", storage=storage).trials if t.state.is_finished()}
   study = open_study("lin", SPACE, workdir=wd, sampler="random")   # recovers the killed trial
   killed = [t for t in study.trials if t.state == TrialState.FAIL]
-  assert len(killed) == 1 and study.trials[-1].state == TrialState.WAITING
+  assert len(killed) == 1 and len(killed[0].params) == 2
+  assert study.trials[-1].state == TrialState.WAITING
   assert study.trials[-1].params == killed[0].params   # re-queued with the same parameters
   target = OptimizerTarget(LINREG, num_steps=40, num_reports=1)
   optimize(study, SPACE, target, n_trials=len(done) + 2, batch_size=2)
@@ -188,6 +198,7 @@ def test_sigkill_loses_no_completed_trial(tmp_path):
   assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == len(done) + 2
 
 
+@pytest.mark.slow   # two worker processes
 def test_two_workers_share_one_study(tmp_path):
   _write_config(tmp_path, batch_size=2, pruner="none")
   wd = str(tmp_path / "s")
