@@ -93,7 +93,7 @@ def run_search(config, workdir: str, *, storage: str | None = None, sampler: str
   if trials is not None:
     config["trials"] = int(trials)
   if config["mode"] == "pbt":
-    from metalearn.search.pbt import run_pbt_search
+    from metalearn.search.pbt_run import run_pbt_search
     return run_pbt_search(config, workdir, report=report)
   space = Space(config["space"])
   study_lib.check_sampler(config["sampler"])
