@@ -211,3 +211,47 @@ def test_two_workers_share_one_study(tmp_path):
   assert len(complete) == 8
   assert len({t.user_attrs["metalearn.worker"] for t in complete}) == 2
   assert len({tuple(t.params.values()) for t in complete}) == 8
+
+
+# -- population-based training ---------------------------------------------------------------------
+
+
+def test_pbt_exploits_explores_and_replays_on_one_or_eight_devices():
+  from metalearn import parallel
+  from metalearn.search import PBT
+  task = make_task(TaskSpec(**LINREG))
+  lrs = np.geomspace(1e-3, 0.3, 8)
+  kw = dict(num_steps=30, num_intervals=3, bounds={"learning_rate": (1e-4, 1.0)}, population=8)
+  sharded = PBT(task, "adamw", **kw)
+  assert sharded.sharded and sharded.mesh.devices.size == 8
+  out = sharded.run({"learning_rate": lrs})
+  hp, parents = out["hparams"]["learning_rate"], out["parents"]
+  np.testing.assert_allclose(hp[0], lrs, rtol=1e-6)
+  for k in range(2):
+    moved = np.flatnonzero(parents[k] != np.arange(8))
+    assert len(moved) == 2          # the bottom quarter
+    order = np.argsort(out["scores"][k])
+    assert set(moved) == set(order[-2:]) and set(parents[k][moved]) <= set(order[:2])
+    ratio = hp[k + 1, moved] / hp[k, parents[k][moved]]
+    assert np.all(np.isclose(ratio, 0.8, rtol=1e-5) | np.isclose(ratio, 1.25, rtol=1e-5)
+                  | (hp[k + 1, moved] == 1.0))
+  best = int(np.argmin(out["test_loss"]))
+  assert sharded.replay(out, best) == pytest.approx(out["test_loss"][best], rel=1e-4)
+  single = PBT(task, "adamw", mesh=parallel.make_mesh(1), **kw).run({"learning_rate": lrs})
+  np.testing.assert_allclose(single["test_loss"], out["test_loss"], rtol=1e-4)
+  np.testing.assert_array_equal(single["parents"], out["parents"])
+
+
+def test_pbt_search_writes_schedule_and_lineage(tmp_path):
+  cfg = small_config(mode="pbt", num_steps=20, space={"learning_rate": ("log", 1e-3, 1.0)},
+                     pbt={"population": 4, "num_intervals": 2})
+  summary = run_search(cfg, str(tmp_path))
+  schedule = json.load(open(tmp_path / "pbt.json"))
+  assert len(schedule["intervals"]) == 2 and len(schedule["intervals"][0]["parent"]) == 4
+  assert summary["best_value"] == min(summary["test_loss"])
+  assert os.path.getsize(tmp_path / "lineage.png") > 0
+  with pytest.raises(ValueError, match="bounds"):
+    run_search({**cfg, "space": {"warmup": ("float", 0.1, 0.2)}}, str(tmp_path / "x"))
+  with pytest.raises(ValueError, match="multiple of num_intervals"):
+    run_search({**cfg, "pbt": {"population": 4, "num_intervals": 3}}, str(tmp_path / "x"))
+  assert not os.path.exists(tmp_path / "x")
