@@ -255,3 +255,25 @@ def test_pbt_search_writes_schedule_and_lineage(tmp_path):
   with pytest.raises(ValueError, match="multiple of num_intervals"):
     run_search({**cfg, "pbt": {"population": 4, "num_intervals": 3}}, str(tmp_path / "x"))
   assert not os.path.exists(tmp_path / "x")
+
+
+# -- the meta-training config as a target ----------------------------------------------------------
+
+
+@pytest.mark.slow   # two short meta-training runs
+def test_meta_config_search_scores_held_out_evaluation(tmp_path):
+  overrides = {"task_specs": [LINREG], "eval_tasks": [{**LINREG, "seed": 1}],
+               "num_outer_steps": 2, "min_horizon": 10, "max_horizon": 20, "eval_horizon": 20,
+               "checkpoint_every": 2, "log_every": 1}
+  cfg = {"name": "meta", "target": "meta", "meta_config": None, "meta_overrides": overrides,
+         "space": {"outer_lr": ("log", 1e-4, 1e-2), "truncation_length": ("int", 5, 10)},
+         "trials": 2, "batch_size": 2, "pruner": "none"}
+  summary = run_search(cfg, str(tmp_path), report=False)
+  assert summary["states"] == {"complete": 2}
+  for t in summary["trials"]:
+    folder = tmp_path / "trials"
+    evals = [json.load(open(folder / d / "eval.json")) for d in os.listdir(folder)]
+    assert any(abs(np.mean([r["rule"] / r["adam_1e-3"] for r in e.values()]) - t["value"]) < 1e-9
+               for e in evals)
+  with pytest.raises(ValueError, match="not meta-training config keys"):
+    run_search({**cfg, "space": {"outer_learning_rate": ("log", 1e-4, 1e-2)}}, str(tmp_path / "x"))

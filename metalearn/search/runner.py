@@ -73,10 +73,11 @@ def check_config(config) -> dict:
   return config
 
 
-def make_target(config):
+def make_target(config, workdir: str | None = None):
   if config["target"] == "meta":
     from metalearn.search.meta_target import MetaConfigTarget
-    return MetaConfigTarget(config["meta_config"], overrides=config["meta_overrides"])
+    return MetaConfigTarget(config["meta_config"], workdir=workdir,
+                            overrides=config["meta_overrides"])
   if not config["task"]:
     raise ValueError("search config: the optimizer target needs a 'task' (a TaskSpec dict).")
   return OptimizerTarget(config["task"], config["optimizer"], config["num_steps"],
@@ -98,7 +99,7 @@ def run_search(config, workdir: str, *, storage: str | None = None, sampler: str
   space = Space(config["space"])
   study_lib.check_sampler(config["sampler"])
   study_lib.check_pruner(config["pruner"])
-  target = make_target(config)
+  target = make_target(config, workdir)
   if hasattr(target, "check_space"):
     target.check_space(space)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
