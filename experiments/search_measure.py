@@ -40,7 +40,7 @@ def tpe_vs_grid(out, seeds=range(5)):
   return res
 
 
-def pbt_vs_grid(out, seeds=(0, 1, 2)):
+def pbt_vs_grid(out, seeds=range(5)):
   cfg = search_pbt_digits.get_config()
   task = make_task(TaskSpec.from_dict(dict(cfg["task"])))
   lrs = np.geomspace(1e-4, 1e-1, 16)
