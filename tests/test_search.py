@@ -89,20 +89,20 @@ def test_search_writes_results_report_and_resumes(tmp_path):
   assert all(len(t["intermediate"]) >= 1 for t in results["trials"])
   for f in ("study.db", "report.md", "history.png", "intermediate.png", "importances.png"):
     assert os.path.getsize(os.path.join(wd, f)) > 0, f
-  # Same study, larger budget: the six trials are kept and two are added.
-  again = run_search(small_config(pruner="median", trials=8, sampler="random"), wd, report=False)
+  # Same study, larger budget: the six trials are kept and three are added.
+  again = run_search(small_config(pruner="median", trials=9, sampler="random"), wd, report=False)
   assert [t["params"] for t in again["trials"][:6]] == [t["params"] for t in results["trials"]]
-  assert len(again["trials"]) == 8
+  assert len(again["trials"]) == 9
 
 
 def test_grid_and_cmaes_samplers_run(tmp_path):
   grid = {"learning_rate": [1e-2, 1e-1], "weight_decay": [1e-6, 1e-3]}
-  s = run_search(small_config(sampler="grid", grid=grid, trials=4, pruner="none"),
+  s = run_search(small_config(sampler="grid", grid=grid, trials=4, batch_size=4, pruner="none"),
                  str(tmp_path / "g"), report=False)
   assert sorted((t["params"]["learning_rate"], t["params"]["weight_decay"])
                 for t in s["trials"]) == [(a, b) for a in grid["learning_rate"]
                                           for b in grid["weight_decay"]]
-  s = run_search(small_config(sampler="cmaes", trials=4, pruner="hyperband"),
+  s = run_search(small_config(sampler="cmaes", trials=4, batch_size=4, pruner="hyperband"),
                  str(tmp_path / "c"), report=False)
   assert s["states"].get("complete", 0) + s["states"].get("pruned", 0) == 4
 

@@ -16,6 +16,7 @@ search) plug in the same way.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -53,7 +54,6 @@ class OptimizerTarget:
     self.spec = task if isinstance(task, TaskSpec) else TaskSpec.from_dict(dict(task))
     self.optimizer, self.num_steps, self.seeds = optimizer, int(num_steps), tuple(seeds)
     self.num_reports, self.metric, self.data_dir = int(num_reports), metric, data_dir
-    self._runs: dict[str, BatchRun] = {}
 
   def check_space(self, space: Space) -> None:
     unknown = set(space.names) - set(DEFAULTS) - {"optimizer"}
@@ -62,11 +62,7 @@ class OptimizerTarget:
                        f"set; it tunes {sorted(DEFAULTS)} and a categorical 'optimizer'.")
 
   def _run_for(self, optimizer: str) -> BatchRun:
-    if optimizer not in self._runs:
-      task = make_task(self.spec, data_dir=self.data_dir)
-      self._runs[optimizer] = BatchRun(task, optimizer_family(optimizer, self.num_steps),
-                                       self.num_steps, num_chunks=self.num_reports)
-    return self._runs[optimizer]
+    return _batch_run(self.spec, optimizer, self.num_steps, self.num_reports, self.data_dir)
 
   def run(self, params: list[dict], report) -> list[dict]:
     groups: dict[tuple, list[int]] = {}
@@ -89,6 +85,14 @@ class OptimizerTarget:
                        "steps": int(out["steps"][j]), "init_loss": init,
                        "train_loss": float(out["train_loss"][j])}
     return outcomes
+
+
+@functools.lru_cache(maxsize=16)
+def _batch_run(spec: TaskSpec, optimizer: str, num_steps: int, num_chunks: int,
+               data_dir: str | None) -> BatchRun:
+  """One BatchRun (and so one set of compiled programs) per setting, shared by studies."""
+  task = make_task(spec, data_dir=data_dir)
+  return BatchRun(task, optimizer_family(optimizer, num_steps), num_steps, num_chunks=num_chunks)
 
 
 def _stop(report, idx, step, losses, alive) -> np.ndarray:
