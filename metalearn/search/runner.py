@@ -70,6 +70,9 @@ def check_config(config) -> dict:
     raise ValueError(f"search config: target must be optimizer or meta, got {config['target']!r}.")
   if config["space"] is None:
     raise ValueError("search config: no search space (set 'space').")
+  for key in ("trials", "batch_size", "num_steps", "num_reports"):
+    if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
+      raise ValueError(f"search config: {key} must be an integer >= 1, got {config[key]!r}.")
   return config
 
 
@@ -88,11 +91,12 @@ def make_target(config, workdir: str | None = None):
 def run_search(config, workdir: str, *, storage: str | None = None, sampler: str | None = None,
                trials: int | None = None, report: bool = True) -> dict:
   """Creates or resumes the config's study and runs its trials; writes results and a report."""
-  config = check_config(config)
+  config = dict(check_config(config))
   if sampler is not None:
     config["sampler"] = sampler
   if trials is not None:
-    config["trials"] = int(trials)
+    config["trials"] = trials
+  config = check_config(config)
   if config["mode"] == "pbt":
     from metalearn.search.pbt_run import run_pbt_search
     return run_pbt_search(config, workdir, report=report)

@@ -15,6 +15,7 @@ the study (same name, other space or direction: ``ValueError``, nothing changed)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import warnings
@@ -186,13 +187,22 @@ def open_study(name: str, space: Space, *, workdir: str | None = None, storage: 
 def check_same(study: optuna.Study, space: Space, direction: str, url: str) -> None:
   stored = study.user_attrs.get(SPACE_ATTR)
   if stored is not None and stored != space.signature:
+    old, new = json.loads(stored), json.loads(space.signature)
+    diff = "; ".join(f"{n}: {_brief(old.get(n))} there, {_brief(new.get(n))} here"
+                     for n in sorted(set(old) | set(new)) if old.get(n) != new.get(n))
     raise ValueError(
-        f"study {study.study_name!r} in {url} already exists with another search space "
-        f"({stored}); this one is {space.signature}. Use another study name (or a new workdir) "
-        "for a new space; nothing was changed.")
+        f"study {study.study_name!r} in {url} already exists with another search space ({diff}). "
+        "Use another study name (or a new workdir) for a new space; nothing was changed.")
   if study.direction.name.lower() != direction:
     raise ValueError(f"study {study.study_name!r} in {url} already exists to "
                      f"{study.direction.name.lower()}, not {direction}; nothing was changed.")
+
+
+def _brief(d) -> str:
+  if d is None:
+    return "absent"
+  attrs = {k: v for k, v in d["attributes"].items() if v not in (None, False)}
+  return f"{d['name'].replace('Distribution', '')}{attrs}"
 
 
 def _alive(pid: int) -> bool:
