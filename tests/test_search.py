@@ -121,6 +121,10 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(tmp_path):
     run_search(small_config(space={}), str(tmp_path / "a"))
   with pytest.raises(ValueError, match="cannot set"):
     run_search(small_config(space={"learing_rate": ("log", 1e-3, 1.0)}), str(tmp_path / "a"))
+  _write_config(tmp_path)
+  from metalearn import cli
+  assert cli.main(["search", "--config", str(tmp_path / "cfg.py"), "--workdir",
+                   str(tmp_path / "a"), "--sampler", "bayes"]) == 2
   assert not os.path.exists(tmp_path / "a")
   with pytest.raises(ConnectionError, match="cannot reach storage"):
     run_search(small_config(), str(tmp_path / "b"), storage="sqlite:////no/such/dir/x.db")
