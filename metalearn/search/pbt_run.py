@@ -92,17 +92,17 @@ def plot_lineage(schedule: dict, path: str) -> None:
   for ax, n in zip(axes[:, 0], names):
     hp = np.asarray([iv["hparams"][n] for iv in intervals])      # [K, P]
     k_count, pop = hp.shape
-    for m in range(pop):
-      ax.plot(range(k_count), hp[:, m], "-", c="0.75", lw=0.8, zorder=1)
-    for k, iv in enumerate(intervals[:-1]):
+    for k, iv in enumerate(intervals[:-1]):   # each member's segment starts where its run was
       for m, parent in enumerate(iv["parent"]):
-        if parent != m:
-          ax.plot([k, k + 1], [hp[k, parent], hp[k + 1, m]], "--", c="C0", lw=0.8, zorder=2)
+        style = ("-", "0.7", 1) if parent == m else ("--", "C0", 2)
+        ax.plot([k, k + 1], [hp[k, parent], hp[k + 1, m]], style[0], c=style[1], lw=0.8,
+                zorder=style[2])
+    ax.plot(np.zeros(pop), hp[0], ".", c="0.5", zorder=1)
     ax.plot(range(k_count), [hp[k, o] for k, o in enumerate(lineage)], "o-", c="C3", lw=2,
             zorder=3, label=f"best member's lineage (member {schedule['best_member']})")
     ax.set(yscale="log", ylabel=n, xlabel="interval")
     ax.legend(fontsize=8)
-  axes[0, 0].set_title("PBT lineage: grey = members, dashed = exploit + explore")
+  axes[0, 0].set_title("PBT lineage: grey = a member continues, dashed = exploit + explore")
   fig.tight_layout()
   atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
   plt.close(fig)
