@@ -74,6 +74,13 @@ def test_batch_run_matches_train_grid_and_drops_stopped_members():
   best = int(np.argmin(seen[0][1]))
   assert list(stopped["steps"]) == [40 if i == best else 20 for i in range(3)]
   assert stopped["test_loss"][best] == pytest.approx(out["test_loss"][best], rel=1e-4)
+  # Sharded over 4 devices (6 members padded to 8), with a stop: the same numbers.
+  from metalearn import parallel
+  run8 = BatchRun(task, optimizer_family("adamw", 40), 40, num_chunks=2, mesh=parallel.make_mesh(4))
+  stopped8 = run8({"learning_rate": lrs}, seeds=[0, 1],
+                  on_chunk=lambda step, losses, alive: losses > np.nanmin(losses))
+  np.testing.assert_allclose(stopped8["test_loss"], stopped["test_loss"], rtol=1e-4)
+  np.testing.assert_array_equal(stopped8["steps"], stopped["steps"])
 
 
 # -- studies ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ chunk, ``on_chunk`` sees every live member's mean training loss over that chunk 
 stop; the stopped members are dropped from the next chunk (the batch is re-packed to the next power
 of two, so a study compiles a handful of shapes, not one per count of survivors). Seed ``s`` gives
 the same initialisation and batch order as ``metalearn.tasks.training.train_curve(seed=s)``.
+With a ``mesh``, members are padded to a multiple of its devices and sharded over its ``'task'``
+axis (the compiler partitions the vmapped program).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import metalearn.parallel as parallel
 from metalearn.tasks.base import Task
 from metalearn.tasks.training import train_step
 
@@ -71,13 +74,15 @@ class BatchRun:
   """Trains members of ``tx_family(hparams)`` on ``task`` in ``num_chunks`` chunks (module doc)."""
 
   def __init__(self, task: Task, tx_family, num_steps: int, *, num_chunks: int = 4,
-               num_test_batches: int = 8):
+               num_test_batches: int = 8, mesh=None):
     if num_steps < 1 or not 1 <= num_chunks <= num_steps:
       raise ValueError(f"need num_steps >= 1 and 1 <= num_chunks <= num_steps, got {num_steps}, "
                        f"{num_chunks}.")
     self.task, self.family, self.num_steps = task, tx_family, int(num_steps)
     self.bounds = np.linspace(0, num_steps, num_chunks + 1).round().astype(int)
     self.num_test_batches = num_test_batches
+    self.mesh = mesh if mesh is not None and mesh.devices.size > 1 else None
+    self.num_devices = self.mesh.devices.size if self.mesh is not None else 1
     on_cpu = jax.default_backend() == "cpu"
     small = task.num_params() * task.spec.batch_size * num_steps < 1e9
     opts = {"xla_backend_optimization_level": 0} if on_cpu and small else None
@@ -125,45 +130,56 @@ class BatchRun:
       raise ValueError(f"hparams must be equal-length non-empty vectors, got "
                        f"{ {n: len(c) for n, c in zip(names, cols)} }.")
     num_seeds = len(seeds)
-    trial_of = np.repeat(np.arange(num_trials), num_seeds)
+    trial_of = np.repeat(np.arange(num_trials), num_seeds)      # member -> trial
     h = {n: jnp.asarray(np.repeat(c, num_seeds)) for n, c in zip(names, cols)}
     keys = jnp.stack([jax.random.key(int(s)) for s in np.tile(seeds, num_trials)])
+    rows = np.arange(len(trial_of))                             # the members still training
+    members = self._pad(rows)                                   # row -> member, -1 for padding
+    h, keys = self._place(jax.tree.map(lambda x: x[np.maximum(members, 0)], (h, keys)))
     params, state, step_keys, test_keys, init_loss = self._init(h, keys)
-    carry, members = (params, state), np.arange(len(trial_of))   # members[i]: row i's member id
+    init_loss = np.asarray(init_loss)[members >= 0]
+    carry = (params, state)
     alive = np.ones(num_trials, bool)
     steps = np.zeros(num_trials, int)
     last = np.full(len(trial_of), np.nan, np.float32)
-    final = {}
+    test = np.full(len(trial_of), np.nan, np.float32)
     for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
       carry, losses = self._chunk(h, carry, step_keys[:, lo:hi], self.task.data)
-      losses = np.asarray(losses, np.float32)
-      chunk_mean = np.where(np.isfinite(losses).all(1), losses.mean(1), np.inf)
       real = members >= 0
-      last[members[real]] = chunk_mean[real]
-      steps[np.unique(trial_of[members[real]])] = hi
-      per_trial = np.full(num_trials, np.nan)
-      for t in np.flatnonzero(alive):
-        per_trial[t] = np.mean(last[trial_of == t])
+      losses = np.asarray(losses, np.float32)[real]
+      last[members[real]] = np.where(np.isfinite(losses).all(1), losses.mean(1), np.inf)
+      steps[alive] = hi
+      per_trial = np.array([np.mean(last[trial_of == t]) if alive[t] else np.nan
+                            for t in range(num_trials)])
       stop = np.zeros(num_trials, bool)
       if on_chunk is not None and hi < self.num_steps:
         stop = np.asarray(on_chunk(int(hi), per_trial, alive.copy()), bool) & alive
-      if hi == self.num_steps or stop.any():
-        done = real & (np.isin(trial_of[np.maximum(members, 0)], np.flatnonzero(stop))
-                       | (hi == self.num_steps))
-        if done.any():
-          test = np.asarray(self._test(carry[0], test_keys, self.task.test_data))
-          final.update({int(m): float(test[i]) for i, m in enumerate(members) if done[i]})
+      finished = stop if hi < self.num_steps else alive
+      if finished.any():   # held-out loss of the runs that end here
+        done = real & finished[trial_of[np.maximum(members, 0)]]
+        t = np.asarray(self._test(carry[0], test_keys, self.task.test_data))
+        test[members[done]] = t[done]
       alive &= ~stop
-      if hi < self.num_steps and stop.any():
-        if not alive.any():
-          break
-        rows = np.flatnonzero(real & alive[trial_of[np.maximum(members, 0)]])
-        pad = np.full(_next_pow2(len(rows)) - len(rows), rows[0])
-        take = jnp.asarray(np.concatenate([rows, pad]))
-        carry, h, step_keys, test_keys = jax.tree.map(lambda x: x[take],
-                                                      (carry, h, step_keys, test_keys))
-        members = np.concatenate([members[rows], np.full(len(pad), -1)])
-    test = np.array([final.get(m, np.nan) for m in range(len(trial_of))], np.float32)
+      if hi == self.num_steps or not alive.any():
+        break
+      if stop.any():   # drop the stopped members: gather the survivors, padded again
+        keep = np.flatnonzero(real & alive[trial_of[np.maximum(members, 0)]])
+        take = self._pad(keep, fill=keep[0])
+        members = np.where(np.arange(len(take)) < len(keep), members[take], -1)
+        carry, h, step_keys, test_keys = self._place(jax.tree.map(
+            lambda x: x[jnp.asarray(take)], (carry, h, step_keys, test_keys)))
     per_trial = lambda x: x.reshape(num_trials, num_seeds).mean(1)
     return {"test_loss": per_trial(test), "train_loss": per_trial(last),
-            "init_loss": per_trial(np.asarray(init_loss, np.float32)), "steps": steps}
+            "init_loss": per_trial(init_loss.astype(np.float32)), "steps": steps}
+
+  def _pad(self, rows: np.ndarray, fill: int = -1) -> np.ndarray:
+    """``rows`` padded to a power of two that the devices divide (fill: the padding's value)."""
+    size = _next_pow2(len(rows))
+    size = -(-size // self.num_devices) * self.num_devices
+    return np.concatenate([rows, np.full(size - len(rows), fill, rows.dtype)])
+
+  def _place(self, tree):
+    """Shards the member axis over the mesh (if any); a no-op on one device."""
+    if self.mesh is None:
+      return tree
+    return jax.device_put(tree, parallel.population_sharding(self.mesh))

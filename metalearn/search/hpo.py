@@ -23,6 +23,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+import metalearn.parallel as parallel
 from metalearn.search import study as study_lib
 from metalearn.search.batched import DEFAULTS, FAMILIES, BatchRun, optimizer_family
 from metalearn.search.space import Space
@@ -39,12 +40,13 @@ class OptimizerTarget:
   decay as fractions of the run, weight_decay, b1, b2, momentum); a categorical ``optimizer``
   parameter picks the family per trial (trials with different ones train in separate programs).
   ``metric`` is ``test_loss`` (held out, default) or ``train_loss`` (mean over the last chunk).
+  ``num_devices`` other than 1 shards each batch's members over that many devices (0: all).
   A run that diverges scores its initial loss (no progress) and is marked ``diverged``.
   """
 
   def __init__(self, task: TaskSpec | dict, optimizer: str = "adamw", num_steps: int = 300, *,
                seeds: Sequence[int] = (0,), num_reports: int = 4, metric: str = "test_loss",
-               data_dir: str | None = None):
+               data_dir: str | None = None, num_devices: int = 1):
     if optimizer not in FAMILIES:
       raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {FAMILIES}.")
     if metric not in ("test_loss", "train_loss"):
@@ -54,6 +56,7 @@ class OptimizerTarget:
     self.spec = task if isinstance(task, TaskSpec) else TaskSpec.from_dict(dict(task))
     self.optimizer, self.num_steps, self.seeds = optimizer, int(num_steps), tuple(seeds)
     self.num_reports, self.metric, self.data_dir = int(num_reports), metric, data_dir
+    self.num_devices = int(num_devices)   # members sharded over this many devices (0: all)
 
   def check_space(self, space: Space) -> None:
     unknown = set(space.names) - set(DEFAULTS) - {"optimizer"}
@@ -62,7 +65,8 @@ class OptimizerTarget:
                        f"set; it tunes {sorted(DEFAULTS)} and a categorical 'optimizer'.")
 
   def _run_for(self, optimizer: str) -> BatchRun:
-    return _batch_run(self.spec, optimizer, self.num_steps, self.num_reports, self.data_dir)
+    return _batch_run(self.spec, optimizer, self.num_steps, self.num_reports, self.data_dir,
+                      self.num_devices)
 
   def run(self, params: list[dict], report) -> list[dict]:
     groups: dict[tuple, list[int]] = {}
@@ -89,10 +93,12 @@ class OptimizerTarget:
 
 @functools.lru_cache(maxsize=16)
 def _batch_run(spec: TaskSpec, optimizer: str, num_steps: int, num_chunks: int,
-               data_dir: str | None) -> BatchRun:
+               data_dir: str | None, num_devices: int) -> BatchRun:
   """One BatchRun (and so one set of compiled programs) per setting, shared by studies."""
   task = make_task(spec, data_dir=data_dir)
-  return BatchRun(task, optimizer_family(optimizer, num_steps), num_steps, num_chunks=num_chunks)
+  mesh = parallel.make_mesh(num_devices or None) if num_devices != 1 else None
+  return BatchRun(task, optimizer_family(optimizer, num_steps), num_steps, num_chunks=num_chunks,
+                  mesh=mesh)
 
 
 def _stop(report, idx, step, losses, alive) -> np.ndarray:

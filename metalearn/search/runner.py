@@ -39,6 +39,7 @@ DEFAULTS = {
     "num_reports": 4,            # intermediate reports (chunks of training) per trial
     "trials": 20,
     "batch_size": 8,             # trials asked and trained together
+    "num_devices": 1,            # shard a batch's members over this many devices (0: all)
     "seed": 0,
     "direction": "minimize",
     "meta_config": None,         # meta target: the base meta-training config file
@@ -85,7 +86,7 @@ def make_target(config, workdir: str | None = None):
     raise ValueError("search config: the optimizer target needs a 'task' (a TaskSpec dict).")
   return OptimizerTarget(config["task"], config["optimizer"], config["num_steps"],
                          seeds=config["seeds"], num_reports=config["num_reports"],
-                         metric=config["metric"])
+                         metric=config["metric"], num_devices=config["num_devices"])
 
 
 def run_search(config, workdir: str, *, storage: str | None = None, sampler: str | None = None,
