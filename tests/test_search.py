@@ -74,13 +74,22 @@ def test_batch_run_matches_train_grid_and_drops_stopped_members():
   best = int(np.argmin(seen[0][1]))
   assert list(stopped["steps"]) == [40 if i == best else 20 for i in range(3)]
   assert stopped["test_loss"][best] == pytest.approx(out["test_loss"][best], rel=1e-4)
-  # Sharded over 4 devices (6 members padded to 8), with a stop: the same numbers.
+
+
+@pytest.mark.slow   # partitioning for 4 emulated devices compiles slowly on 2 CPU cores
+def test_batch_run_sharded_over_devices_gives_the_same_numbers():
   from metalearn import parallel
-  run8 = BatchRun(task, optimizer_family("adamw", 40), 40, num_chunks=2, mesh=parallel.make_mesh(4))
-  stopped8 = run8({"learning_rate": lrs}, seeds=[0, 1],
-                  on_chunk=lambda step, losses, alive: losses > np.nanmin(losses))
-  np.testing.assert_allclose(stopped8["test_loss"], stopped["test_loss"], rtol=1e-4)
-  np.testing.assert_array_equal(stopped8["steps"], stopped["steps"])
+  task = make_task(TaskSpec(**LINREG))
+  lrs = [1e-3, 1e-2, 1e-1]
+  stop = lambda step, losses, alive: losses > np.nanmin(losses)
+  one = BatchRun(task, optimizer_family("adamw", 40), 40, num_chunks=2)
+  four = BatchRun(task, optimizer_family("adamw", 40), 40, num_chunks=2,
+                  mesh=parallel.make_mesh(4))   # 6 members padded to 8, then 2 padded to 4
+  a = one({"learning_rate": lrs}, seeds=[0, 1], on_chunk=stop)
+  b = four({"learning_rate": lrs}, seeds=[0, 1], on_chunk=stop)
+  np.testing.assert_allclose(b["test_loss"], a["test_loss"], rtol=1e-4)
+  np.testing.assert_array_equal(b["steps"], a["steps"])
+  assert sorted(b["steps"]) == [20, 20, 40]
 
 
 # -- studies ---------------------------------------------------------------------------------------
@@ -112,6 +121,21 @@ def test_grid_and_cmaes_samplers_run(tmp_path):
   s = run_search(small_config(sampler="cmaes", trials=4, batch_size=4, pruner="hyperband"),
                  str(tmp_path / "c"), report=False)
   assert s["states"].get("complete", 0) + s["states"].get("pruned", 0) == 4
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path):
+  cfg = small_config(metric=("test_loss", "mean_train_loss"), pruner="none", trials=6,
+                     batch_size=6, sampler="random")
+  summary = run_search(cfg, str(tmp_path))
+  front = summary["pareto_front"]
+  values = {t["number"]: t["value"] for t in summary["trials"]}
+  assert front and all(len(p["values"]) == 2 for p in front)
+  for p in front:   # no trial dominates a member of the front
+    assert not any(v[0] <= p["values"][0] and v[1] <= p["values"][1] and v != p["values"]
+                   for v in values.values())
+  assert os.path.getsize(tmp_path / "pareto.png") > 0
+  with pytest.raises(ValueError, match="single-objective"):
+    run_search({**cfg, "pruner": "median"}, str(tmp_path / "x"))
 
 
 def _snapshot(folder):

@@ -120,8 +120,9 @@ class BatchRun:
 
     ``on_chunk(step, losses[trials], alive[trials]) -> stop[trials]`` (booleans; losses are the
     seed-mean training loss over the chunk, ``inf`` for diverged runs). Returns
-    ``{"test_loss", "train_loss", "init_loss", "steps"}``: final held-out loss, mean training loss
-    over the last chunk, training loss at initialisation, steps trained (per trial).
+    ``{"test_loss", "train_loss", "mean_train_loss", "init_loss", "steps"}``: final held-out
+    loss, mean training loss over the last chunk and over the whole run (how fast it learns),
+    training loss at initialisation, steps trained (per trial).
     """
     names = sorted(hparams)
     cols = [np.asarray(hparams[n], np.float32).reshape(-1) for n in names]
@@ -142,12 +143,14 @@ class BatchRun:
     alive = np.ones(num_trials, bool)
     steps = np.zeros(num_trials, int)
     last = np.full(len(trial_of), np.nan, np.float32)
+    total = np.zeros(len(trial_of), np.float64)    # sum of chunk means x chunk lengths
     test = np.full(len(trial_of), np.nan, np.float32)
     for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
       carry, losses = self._chunk(h, carry, step_keys[:, lo:hi], self.task.data)
       real = members >= 0
       losses = np.asarray(losses, np.float32)[real]
       last[members[real]] = np.where(np.isfinite(losses).all(1), losses.mean(1), np.inf)
+      total[members[real]] += last[members[real]] * (hi - lo)
       steps[alive] = hi
       per_trial = np.array([np.mean(last[trial_of == t]) if alive[t] else np.nan
                             for t in range(num_trials)])
@@ -169,7 +172,9 @@ class BatchRun:
         carry, h, step_keys, test_keys = self._place(jax.tree.map(
             lambda x: x[jnp.asarray(take)], (carry, h, step_keys, test_keys)))
     per_trial = lambda x: x.reshape(num_trials, num_seeds).mean(1)
+    mean = total / np.repeat(np.maximum(steps, 1), num_seeds)
     return {"test_loss": per_trial(test), "train_loss": per_trial(last),
+            "mean_train_loss": per_trial(mean.astype(np.float32)),
             "init_loss": per_trial(init_loss.astype(np.float32)), "steps": steps}
 
   def _pad(self, rows: np.ndarray, fill: int = -1) -> np.ndarray:

@@ -29,6 +29,7 @@ from metalearn.search.batched import DEFAULTS, FAMILIES, BatchRun, optimizer_fam
 from metalearn.search.space import Space
 from metalearn.tasks import TaskSpec, make_task
 
+METRICS = ("test_loss", "train_loss", "mean_train_loss")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _BIG = 1e30   # what a diverged run reports, so pruners and samplers see "bad" rather than NaN
 
@@ -39,23 +40,28 @@ class OptimizerTarget:
   Numeric parameters are hyperparameters of the family (``DEFAULTS``: learning_rate, warmup and
   decay as fractions of the run, weight_decay, b1, b2, momentum); a categorical ``optimizer``
   parameter picks the family per trial (trials with different ones train in separate programs).
-  ``metric`` is ``test_loss`` (held out, default) or ``train_loss`` (mean over the last chunk).
+  ``metric`` is ``test_loss`` (held out, default), ``train_loss`` (mean over the last chunk) or
+  ``mean_train_loss`` (over the whole run: how fast it learns), or a tuple of them for a
+  multi-objective study (one value each; Optuna prunes single-objective studies only).
   ``num_devices`` other than 1 shards each batch's members over that many devices (0: all).
   A run that diverges scores its initial loss (no progress) and is marked ``diverged``.
   """
 
   def __init__(self, task: TaskSpec | dict, optimizer: str = "adamw", num_steps: int = 300, *,
-               seeds: Sequence[int] = (0,), num_reports: int = 4, metric: str = "test_loss",
+               seeds: Sequence[int] = (0,), num_reports: int = 4,
+               metric: str | Sequence[str] = "test_loss",
                data_dir: str | None = None, num_devices: int = 1):
     if optimizer not in FAMILIES:
       raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {FAMILIES}.")
-    if metric not in ("test_loss", "train_loss"):
-      raise ValueError(f"metric must be test_loss or train_loss, got {metric!r}.")
+    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+    if not metrics or set(metrics) - set(METRICS):
+      raise ValueError(f"metric must be one of {METRICS} or a tuple of them, got {metric!r}.")
     if not seeds:
       raise ValueError("a target needs at least one seed.")
     self.spec = task if isinstance(task, TaskSpec) else TaskSpec.from_dict(dict(task))
     self.optimizer, self.num_steps, self.seeds = optimizer, int(num_steps), tuple(seeds)
-    self.num_reports, self.metric, self.data_dir = int(num_reports), metric, data_dir
+    self.num_reports, self.data_dir = int(num_reports), data_dir
+    self.metric = metrics[0] if isinstance(metric, str) else metrics
     self.num_devices = int(num_devices)   # members sharded over this many devices (0: all)
 
   def check_space(self, space: Space) -> None:
@@ -83,9 +89,12 @@ class OptimizerTarget:
           hp, self.seeds, on_chunk=lambda step, losses, alive, idx=idx: _stop(
               report, idx, step, losses, alive))
       for j, i in enumerate(idx):
-        value, init = float(out[self.metric][j]), float(out["init_loss"][j])
-        diverged = not np.isfinite(value) and out["steps"][j] == self.num_steps
-        outcomes[i] = {"value": init if diverged else value, "diverged": diverged,
+        init = float(out["init_loss"][j])
+        values = [float(out[m][j]) for m in _as_tuple(self.metric)]
+        diverged = not np.all(np.isfinite(values)) and out["steps"][j] == self.num_steps
+        values = [init if diverged else v for v in values]
+        outcomes[i] = {"value": values[0] if isinstance(self.metric, str) else values,
+                       "diverged": diverged,
                        "steps": int(out["steps"][j]), "init_loss": init,
                        "train_loss": float(out["train_loss"][j])}
     return outcomes
@@ -99,6 +108,10 @@ def _batch_run(spec: TaskSpec, optimizer: str, num_steps: int, num_chunks: int,
   mesh = parallel.make_mesh(num_devices or None) if num_devices != 1 else None
   return BatchRun(task, optimizer_family(optimizer, num_steps), num_steps, num_chunks=num_chunks,
                   mesh=mesh)
+
+
+def _as_tuple(metric):
+  return (metric,) if isinstance(metric, str) else tuple(metric)
 
 
 def _stop(report, idx, step, losses, alive) -> np.ndarray:
@@ -180,6 +193,8 @@ def _count(study, before: int | None = None) -> int:
 
 def _report(study, trials, idx, step, values, pruned: set) -> np.ndarray:
   study_lib.heartbeat(study, trials)
+  if len(study.directions) > 1:   # Optuna records and prunes single-objective studies only
+    return np.zeros(len(idx), bool)
   stop = []
   for i, v in zip(idx, values):
     trials[i].report(float(v), int(step))

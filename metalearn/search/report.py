@@ -1,10 +1,11 @@
 """Reports of a search: ``report.md`` with plots (PNG) beside ``results.json``.
 
 Optimisation history, intermediate values (what the pruner saw), parameter importances (fANOVA,
-Optuna's default) and a Pareto front of final loss against training steps spent (pruned trials
-spend fewer) come from ``optuna.visualization.matplotlib`` where it can draw them; PBT reports add
-the lineage plot of ``metalearn.search.pbt``. Plots that need more trials than a study has are
-skipped with a line in the report saying why.
+Optuna's default) and, for a multi-objective study, its Pareto front come from
+``optuna.visualization.matplotlib``; a single-objective study gets a Pareto front of final loss
+against training steps spent (pruned trials spend fewer) drawn here. PBT reports add the lineage
+plot of ``metalearn.search.pbt_run``. Plots that need more trials than a study has are skipped
+with a line in the report saying why.
 """
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ def pareto_mask(costs: np.ndarray) -> np.ndarray:
 
 
 def _pareto_plot(study, path: str) -> None:
-  pts = [(t.user_attrs.get("steps", 0), t.value if t.state == TrialState.COMPLETE else
+  pts = [(t.user_attrs.get("steps", 0), t.values[0] if t.state == TrialState.COMPLETE else
           list(t.intermediate_values.values())[-1], t.number)
          for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-         if t.value is not None or t.intermediate_values]
+         if t.values is not None or t.intermediate_values]
   if not pts:
     raise ValueError("no finished trials")
   steps, value, _ = map(np.asarray, zip(*pts))
@@ -62,24 +63,42 @@ def _pareto_plot(study, path: str) -> None:
   _save(fig, path)
 
 
-def write_study_report(study: optuna.Study, workdir: str, extra: str = "") -> str:
-  """Writes ``report.md`` and its PNG plots into ``workdir``; returns the report's path."""
+def write_study_report(study: optuna.Study, workdir: str, names: list[str] | None = None,
+                       extra: str = "") -> str:
+  """Writes ``report.md`` and its PNG plots into ``workdir``; returns the report's path.
+
+  ``names`` name the objectives (multi-objective studies plot their first objective's history and
+  importances, and Optuna's Pareto front of the first two).
+  """
+  vis = optuna.visualization.matplotlib
+  multi = len(study.directions) > 1
+  names = list(names or [f"objective {i}" for i in range(len(study.directions))])
+  first = dict(target=lambda t: t.values[0], target_name=names[0]) if multi else {}
   plots = {
-      "history.png": ("Optimisation history", lambda: optuna.visualization.matplotlib
-                      .plot_optimization_history(study)),
-      "intermediate.png": ("Intermediate values (pruning)", lambda: optuna.visualization
-                           .matplotlib.plot_intermediate_values(study)),
-      "importances.png": ("Parameter importances", lambda: optuna.visualization.matplotlib
-                          .plot_param_importances(study)),
-      "pareto.png": ("Pareto front (loss vs steps)", None),
+      "history.png": ("Optimisation history", lambda: vis.plot_optimization_history(
+          study, **first)),
+      "intermediate.png": ("Intermediate values (pruning)", lambda: vis.plot_intermediate_values(
+          study)),
+      "importances.png": ("Parameter importances", lambda: vis.plot_param_importances(
+          study, **first)),
+      "pareto.png": (("Pareto front", lambda: vis.plot_pareto_front(
+          study, target_names=names[:2], targets=lambda t: t.values[:2])) if multi else
+                     ("Pareto front (loss vs steps)", None)),
   }
+  if multi:
+    del plots["intermediate.png"]   # multi-objective trials report no intermediate values
   done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+  fmt = lambda t: ", ".join(f"{v:.5g}" for v in t.values)
   lines = [f"# Search `{study.study_name}`", ""]
-  if done:
+  if done and not multi:
     best = study.best_trial
     lines += [f"Best value **{best.value:.5g}** (trial {best.number}) with "
               + ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`"
                           for k, v in best.params.items()) + ".", ""]
+  elif done:
+    lines += [f"Objectives: {', '.join(names)}. {len(study.best_trials)} trials on the Pareto "
+              f"front: " + "; ".join(f"trial {t.number} ({fmt(t)})" for t in study.best_trials)
+              + ".", ""]
   counts = {s.name.lower(): n for s in TrialState
             if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
   lines += ["Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".", ""]
@@ -97,13 +116,14 @@ def write_study_report(study: optuna.Study, workdir: str, extra: str = "") -> st
       plt.close("all")
       lines += [f"## {title}", "", f"_not drawn: {type(e).__name__}: {str(e)[:200]}_", ""]
   if done:
-    top = sorted(done, key=lambda t: t.value)[:10]
-    names = sorted({k for t in top for k in t.params})
-    lines += ["## Best trials", "", "| trial | value | " + " | ".join(names) + " |",
-              "|---|---|" + "---|" * len(names)]
-    lines += [f"| {t.number} | {t.value:.5g} | " + " | ".join(
+    top = sorted(done, key=lambda t: t.values[0])[:10]
+    keys = sorted({k for t in top for k in t.params})
+    lines += ["## Best trials" + (f" (by {names[0]})" if multi else ""), "",
+              f"| trial | {' | '.join(names) if multi else 'value'} | " + " | ".join(keys) + " |",
+              "|---|---|" + "---|" * (len(keys) + len(names) - 1)]
+    lines += [f"| {t.number} | {' | '.join(f'{v:.5g}' for v in t.values)} | " + " | ".join(
         f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k, ""))
-        for k in names) + " |" for t in top]
+        for k in keys) + " |" for t in top]
   text = "\n".join(lines + ["", extra]).rstrip() + "\n"
   path = os.path.join(workdir, REPORT)
   atomic_write(path, text)

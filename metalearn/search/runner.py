@@ -30,7 +30,7 @@ DEFAULTS = {
     "optimizer": "adamw",        # adamw | adam | sgdm | lion
     "num_steps": 300,
     "seeds": (0,),
-    "metric": "test_loss",
+    "metric": "test_loss",       # or a tuple, e.g. ("test_loss", "mean_train_loss"): Pareto front
     "space": None,               # dict or function(trial) -> dict
     "sampler": "tpe",            # tpe | cmaes | random | grid
     "sampler_kwargs": {},
@@ -41,7 +41,7 @@ DEFAULTS = {
     "batch_size": 8,             # trials asked and trained together
     "num_devices": 1,            # shard a batch's members over this many devices (0: all)
     "seed": 0,
-    "direction": "minimize",
+    "direction": "minimize",     # or one per metric
     "meta_config": None,         # meta target: the base meta-training config file
     "meta_overrides": {},        # meta target: fixed keys set on every trial's config
     "pbt": {},                   # pbt mode: population, num_intervals, ... (see metalearn.search.pbt)
@@ -71,6 +71,16 @@ def check_config(config) -> dict:
     raise ValueError(f"search config: target must be optimizer or meta, got {config['target']!r}.")
   if config["space"] is None:
     raise ValueError("search config: no search space (set 'space').")
+  metrics = (config["metric"],) if isinstance(config["metric"], str) else tuple(config["metric"])
+  if isinstance(config["direction"], str):
+    config["direction"] = config["direction"] if len(metrics) == 1 else [config["direction"]] * len(
+        metrics)
+  elif len(config["direction"]) != len(metrics):
+    raise ValueError(f"search config: {len(config['direction'])} directions for {len(metrics)} "
+                     "metrics.")
+  if len(metrics) > 1 and config["pruner"] != "none":
+    raise ValueError("search config: Optuna prunes single-objective studies only; set pruner "
+                     "'none' with several metrics.")
   for key in ("trials", "batch_size", "num_steps", "num_reports"):
     if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
       raise ValueError(f"search config: {key} must be an integer >= 1, got {config[key]!r}.")
@@ -125,7 +135,8 @@ def run_search(config, workdir: str, *, storage: str | None = None, sampler: str
   atomic_write(results_path, json.dumps(summary, indent=2))
   if report:
     from metalearn.search.report import write_study_report
-    write_study_report(study, workdir)
+    metric = config["metric"]
+    write_study_report(study, workdir, names=[metric] if isinstance(metric, str) else list(metric))
   return summary
 
 
@@ -135,9 +146,11 @@ def _num(x):
 
 def summarize(study, config: dict, storage: str | None) -> dict:
   trials = study.get_trials(deepcopy=False)
+  multi = len(study.directions) > 1
   done = [t for t in trials if t.state == TrialState.COMPLETE]
-  best = min(done, key=lambda t: t.value) if done and config["direction"] == "minimize" else (
-      max(done, key=lambda t: t.value) if done else None)
+  best = None if multi or not done else study.best_trial
+  value = lambda t: (None if t.values is None else [_num(v) for v in t.values] if multi
+                     else _num(t.values[0]))
   return {
       "format": "metalearn.search.v1", "study": study.study_name,
       "storage": storage or "workdir/" + study_lib.DB_FILE, "sampler": config["sampler"],
@@ -145,10 +158,12 @@ def summarize(study, config: dict, storage: str | None) -> dict:
       "best_params": best.params if best else None,
       "best_value": _num(best.value) if best else None,
       "best_trial": best.number if best else None,
+      "pareto_front": ([{"number": t.number, "values": value(t), "params": t.params}
+                        for t in study.best_trials] if multi and done else None),
       "states": {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState
                  if any(t.state == s for t in trials)},
       "trials": [{"number": t.number, "state": t.state.name.lower(), "params": t.params,
-                  "value": _num(t.value) if t.value is not None else None,
+                  "value": value(t),
                   "intermediate": {str(k): _num(v) for k, v in t.intermediate_values.items()},
                   "diverged": bool(t.user_attrs.get("diverged", False))} for t in trials],
   }

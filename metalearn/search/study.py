@@ -140,7 +140,7 @@ def open_storage(url: str) -> RDBStorage:
 def open_study(name: str, space: Space, *, workdir: str | None = None, storage: str | None = None,
                sampler: str | optuna.samplers.BaseSampler = "tpe",
                pruner: str | optuna.pruners.BasePruner = "median",
-               direction: str = "minimize", seed: int = 0, n_trials: int | None = None,
+               direction: str | list[str] = "minimize", seed: int = 0, n_trials: int | None = None,
                num_reports: int = 4, grid: dict | None = None,
                sampler_kwargs: dict | None = None) -> optuna.Study:
   """Creates or resumes study ``name`` in ``storage`` (default: SQLite in ``workdir``).
@@ -155,8 +155,10 @@ def open_study(name: str, space: Space, *, workdir: str | None = None, storage: 
   make(seed)   # checks the sampler's name and grid before the storage is touched
   if isinstance(pruner, str):
     pruner = make_pruner(pruner, num_reports=num_reports)
-  if direction not in ("minimize", "maximize"):
-    raise ValueError(f"direction must be minimize or maximize, got {direction!r}.")
+  directions = [direction] if isinstance(direction, str) else list(direction)
+  if not directions or set(directions) - {"minimize", "maximize"}:
+    raise ValueError(f"direction must be minimize or maximize (or a list of them, one per "
+                     f"objective), got {direction!r}.")
   if not name:
     raise ValueError("a study needs a name.")
   if storage is None:
@@ -174,17 +176,17 @@ def open_study(name: str, space: Space, *, workdir: str | None = None, storage: 
   sampler = make(seed + (os.getpid() if exists else 0))
   if exists:
     study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
-    check_same(study, space, direction, storage)
+    check_same(study, space, directions, storage)
   else:
     study = optuna.create_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner,
-                                direction=direction, load_if_exists=True)  # a racing worker
-    check_same(study, space, direction, storage)
+                                directions=directions, load_if_exists=True)  # a racing worker
+    check_same(study, space, directions, storage)
     study.set_user_attr(SPACE_ATTR, space.signature)
   recover_stale_trials(study)
   return study
 
 
-def check_same(study: optuna.Study, space: Space, direction: str, url: str) -> None:
+def check_same(study: optuna.Study, space: Space, directions: list[str], url: str) -> None:
   stored = study.user_attrs.get(SPACE_ATTR)
   if stored is not None and stored != space.signature:
     old, new = json.loads(stored), json.loads(space.signature)
@@ -193,9 +195,11 @@ def check_same(study: optuna.Study, space: Space, direction: str, url: str) -> N
     raise ValueError(
         f"study {study.study_name!r} in {url} already exists with another search space ({diff}). "
         "Use another study name (or a new workdir) for a new space; nothing was changed.")
-  if study.direction.name.lower() != direction:
+  stored_dirs = [d.name.lower() for d in study.directions]
+  if stored_dirs != list(directions):
     raise ValueError(f"study {study.study_name!r} in {url} already exists to "
-                     f"{study.direction.name.lower()}, not {direction}; nothing was changed.")
+                     f"{' and '.join(stored_dirs)}, not {' and '.join(directions)}; nothing was "
+                     "changed.")
 
 
 def _brief(d) -> str:
