@@ -112,12 +112,21 @@ def test_search_writes_results_report_and_resumes(tmp_path):
 
 
 def test_grid_and_cmaes_samplers_run(tmp_path):
-  grid = {"learning_rate": [1e-2, 1e-1], "weight_decay": [1e-6, 1e-3]}
-  s = run_search(small_config(sampler="grid", grid=grid, trials=4, batch_size=4, pruner="none"),
-                 str(tmp_path / "g"), report=False)
-  assert sorted((t["params"]["learning_rate"], t["params"]["weight_decay"])
+  # A categorical optimizer: the batch of 4 trains as two programs (adamw, sgdm) of 2 trials.
+  space = {"learning_rate": ("log", 1e-3, 1.0), "optimizer": ["adamw", "sgdm"]}
+  grid = {"learning_rate": [1e-2, 1e-1], "optimizer": ["adamw", "sgdm"]}
+  s = run_search(small_config(sampler="grid", grid=grid, space=space, trials=4, batch_size=4,
+                              pruner="none"), str(tmp_path / "g"), report=False)
+  assert sorted((t["params"]["learning_rate"], t["params"]["optimizer"])
                 for t in s["trials"]) == [(a, b) for a in grid["learning_rate"]
-                                          for b in grid["weight_decay"]]
+                                          for b in grid["optimizer"]]
+  value = {(t["params"]["learning_rate"], t["params"]["optimizer"]): t["value"]
+           for t in s["trials"]}
+  task = make_task(TaskSpec(**LINREG))
+  for name, make in (("adamw", lambda lr: optax.adamw(lr, weight_decay=0.0)),
+                     ("sgdm", lambda lr: optax.sgd(lr, momentum=0.9))):
+    ref = train_grid(task, make, 40, [1e-2], [0])["test_loss"][0, 0]
+    assert value[(1e-2, name)] == pytest.approx(float(ref), rel=1e-4), name
   s = run_search(small_config(sampler="cmaes", trials=4, batch_size=4, pruner="hyperband"),
                  str(tmp_path / "c"), report=False)
   assert s["states"].get("complete", 0) + s["states"].get("pruned", 0) == 4
@@ -150,6 +159,8 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(tmp_path):
     run_search(small_config(sampler="bayes"), str(tmp_path / "a"))
   with pytest.raises(ValueError, match="empty"):
     run_search(small_config(space={}), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="are not optimizers"):
+    run_search(small_config(space={**SPACE, "optimizer": ["adamw", "adagrad"]}), str(tmp_path / "a"))
   with pytest.raises(ValueError, match="cannot set"):
     run_search(small_config(space={"learing_rate": ("log", 1e-3, 1.0)}), str(tmp_path / "a"))
   _write_config(tmp_path)

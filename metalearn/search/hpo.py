@@ -69,6 +69,10 @@ class OptimizerTarget:
     if unknown:
       raise ValueError(f"search space names {sorted(unknown)}, which {type(self).__name__} cannot "
                        f"set; it tunes {sorted(DEFAULTS)} and a categorical 'optimizer'.")
+    choices = getattr(space.distributions.get("optimizer"), "choices", ())
+    if set(choices) - set(FAMILIES):
+      raise ValueError(f"search space: 'optimizer' choices {sorted(set(choices) - set(FAMILIES))} "
+                       f"are not optimizers; choose among {FAMILIES}.")
 
   def _run_for(self, optimizer: str) -> BatchRun:
     return _batch_run(self.spec, optimizer, self.num_steps, self.num_reports, self.data_dir,
