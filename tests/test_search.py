@@ -57,6 +57,16 @@ def test_bad_spaces_are_rejected_by_name(space, words):
 # -- batched training ------------------------------------------------------------------------------
 
 
+def test_schedule_warms_up_then_decays_from_traced_scalars():
+  import jax
+  from metalearn.search import schedule
+  lrs = jax.jit(lambda lr, w, d: jax.vmap(schedule(lr, w, d, 10))(np.arange(11)))(0.1, 0.2, 1.0)
+  # step 0: half-way through a 2-step warmup; step 1: warm, cosine 10 % of the way down
+  np.testing.assert_allclose(lrs[:2], [0.05, 0.1 * (1 - 0.5 * (1 - np.cos(np.pi * 0.1)))],
+                             rtol=1e-5)
+  assert lrs[10] == pytest.approx(0.0, abs=1e-7) and np.all(np.diff(lrs[1:]) <= 0)
+
+
 def test_batch_run_matches_train_grid_and_drops_stopped_members():
   task = make_task(TaskSpec(**LINREG))
   lrs = [1e-3, 1e-2, 1e-1]
