@@ -11,6 +11,8 @@ metalearn evaluate   --optimizer pretrained:NAME|init:RULE|WORKDIR|FILE.safetens
                      --workdir DIR [--seeds N]
 metalearn report     DIR
 metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)
+metalearn search     --config experiments/search_NAME.py --workdir DIR [--storage URL]
+                     [--sampler tpe|cmaes|random|grid] [--trials N]   (HPO with Optuna, or PBT)
 metalearn --version
 
 Every command compiles through JAX's persistent compilation cache in ~/.cache/metalearn/jax (set
@@ -111,7 +113,26 @@ def demo(argv) -> int:
   return 0
 
 
-COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "demo": demo}
+def search(argv) -> int:
+  p = argparse.ArgumentParser(prog="metalearn search")
+  p.add_argument("--config", required=True, help="Python file with get_config() (a dict)")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--storage", default=None,
+                 help="database URL shared by workers (default: sqlite:///WORKDIR/study.db)")
+  p.add_argument("--sampler", default=None, help="tpe, cmaes, random or grid (default: config)")
+  p.add_argument("--trials", type=int, default=None, help="trials in the study (default: config)")
+  args = p.parse_args(argv)
+  from metalearn.search import load_config, run_search
+  summary = run_search(load_config(args.config), args.workdir, storage=args.storage,
+                       sampler=args.sampler, trials=args.trials)
+  print(f"search done: best value {summary.get('best_value')} with {summary.get('best_params')}\n"
+        f"  results: {os.path.join(args.workdir, 'results.json')}, report: "
+        f"{os.path.join(args.workdir, 'report.md')}")
+  return 0
+
+
+COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "demo": demo,
+            "search": search}
 
 
 def main(argv=None) -> int:
