@@ -17,8 +17,7 @@ from meta_helpers import TINY_FLAGS
 
 
 def _start(workdir, *extra):
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu",
-             METALEARN_COMPILE_CACHE="0")
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", "metalearn.cli", "meta-train", "--workdir", str(workdir),
          *TINY_FLAGS, *extra]
   return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
