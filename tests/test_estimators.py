@@ -116,7 +116,8 @@ def test_tbptt_is_exact_when_the_truncation_is_the_whole_run():
   np.testing.assert_allclose(est, true_meta_grad(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["tbptt", "es", "pes", "nres"])
+@pytest.mark.parametrize("name", ["tbptt", "pes", pytest.param("es", marks=pytest.mark.slow),
+                                  pytest.param("nres", marks=pytest.mark.slow)])
 def test_deferred_reset_equals_step(name):
   """The outer step resets under lax.cond after grad; that must equal est.step (grad + reset)."""
   prob = problem(min_horizon=2 * K, max_horizon=4 * K)

@@ -140,6 +140,7 @@ def test_unreachable_coordinator_fails_with_its_address(tmp_path):
   assert "127.0.0.1:9" in out.stderr and "could not join" in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_persistent_compilation_cache_fills_and_is_reused(tmp_path):
   """A second run of the same config finds its compiled programs in the cache directory."""
   cache = tmp_path / "cache"

@@ -121,6 +121,7 @@ def test_search_writes_results_report_and_resumes(tmp_path):
   assert len(again["trials"]) == 9
 
 
+@pytest.mark.slow
 def test_grid_and_cmaes_samplers_run(tmp_path):
   # A categorical optimizer: the batch of 4 trains as two programs (adamw, sgdm) of 2 trials.
   space = {"learning_rate": ("log", 1e-3, 1.0), "optimizer": ["adamw", "sgdm"]}
