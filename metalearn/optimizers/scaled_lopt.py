@@ -10,15 +10,15 @@ For a tensor ``k`` with parameter ``p`` and gradient ``g`` (state: ``m``, ``v``,
     m <- b1 m + (1 - b1) g,     v <- b2 v + (1 - b2) g^2,     r = rsqrt(v_hat + eps^2)
     a = m_hat r                               Adam's direction
     D = a + mlp([g r, a]) - mlp(0)            a learned per-element correction (zero at init)
-    u = -lr_k * scale_k * D / rms(D) - lr_k * wd * p
+    u = -lr_k * scale_k * n_k * D - lr_k * wd * p
+    n_k = exp(gamma * clip(log rms(D), -8, 1)) / rms(D)      normalisation (gamma: how much)
     scale_k = max(rms(p), floor)              steps relative to the tensor's size
-    lr_k = exp(log_lr) * cos_sched(t / T) * exp(c_k)
-    c_k = clip(w . f_k + b + gamma * clip(log rms(D), -8, 1), -8, 2)      the controller
+    lr_k = exp(log_lr) * cos_sched(t / T) * exp(clip(w . f_k + b, -8, 2))      the controller
 
 with ``cos_sched(x) = 0.5 (1 + cos(pi x))`` and controller features ``f_k``: the time embedding of
 ``t / T``, the loss trend ``log(ema_fast / ema_slow)`` and the loss's place between its running
 min and max (both 0 without ``loss=``), log fan-in and whether the tensor is a vector.
-``gamma * log rms(D)`` with ``gamma = 1`` (the init) cancels the normalisation: at
+``gamma = 1`` (the init) cancels the normalisation: at
 ``init_meta_params`` the rule is Adam with a per-tensor learning rate ``lr * max(rms(p), floor)``
 and cosine decay, decoupled weight decay ``lr_k * wd``. ``gamma = 0`` gives a LAMB-like normalised
 step. The per-element MLP (``hidden_size`` ReLU units, written out as elementwise arithmetic) has
@@ -169,7 +169,7 @@ class ScaledLOpt(base.LearnedRule):
       bc2 = 1.0 / (1.0 - rule.b2**t)
       w_in, b_h, w_out = theta["w_in"], theta["b_hidden"], theta["w_out"]
       use_mlp = rule.hidden_size > 0
-      mlp_zero = jnp.sum(jax.nn.relu(b_h) * w_out)  # mlp(0), subtracted: zero in, zero out
+      relu_b = jax.nn.relu(b_h)  # the hidden layer at zero features, subtracted: zero in, zero out
 
       def direction(g, m, v):
         g = jnp.clip(g.astype(jnp.float32), -_BIG, _BIG)
@@ -180,9 +180,11 @@ class ScaledLOpt(base.LearnedRule):
         d = a
         if use_mlp:
           fg, fa = jnp.clip(g * r, -5.0, 5.0), jnp.clip(a, -5.0, 5.0)
-          corr = -mlp_zero
+          corr = 0.0
           for j in range(rule.hidden_size):  # unrolled: one fused elementwise loop
-            corr = corr + jax.nn.relu(fg * w_in[0, j] + fa * w_in[1, j] + b_h[j]) * w_out[j]
+            # relu(pre) - relu(b) is exactly 0 for zero features, whatever the rounding.
+            act = jax.nn.relu(fg * w_in[0, j] + fa * w_in[1, j] + b_h[j]) - relu_b[j]
+            corr = corr + act * w_out[j]
           d = a + corr
         return d, m, v
 
@@ -192,13 +194,12 @@ class ScaledLOpt(base.LearnedRule):
         tensor_feats = jnp.array([0.25 * (np.log(_fan_in(g.shape)) - np.log(100.0)),
                                   1.0 if g.ndim < 2 else -1.0], jnp.float32)
         c = ctrl_global + jnp.dot(tensor_feats, theta["w_ctrl"][n_g:])
-        log_d = jnp.clip(jnp.log(d_rms + 1e-30), -8.0, 1.0)
+        lr_k = lr * jnp.exp(jnp.clip(c, -8.0, 2.0))
         if rule.normalize:
-          c = c + theta["gamma"] * log_d
-          inv = 1.0 / (d_rms + 1e-12)
+          log_d = jnp.clip(jnp.log(d_rms + 1e-30), -8.0, 1.0)
+          inv = jnp.exp(theta["gamma"] * log_d) / (d_rms + 1e-12)
         else:
           inv = 1.0
-        lr_k = lr * jnp.exp(jnp.clip(c, -8.0, 2.0))
         pf = p.astype(jnp.float32)
         scale = jnp.maximum(base.rms(pf), rule.scale_floor) if rule.relative else 1.0
         u = -(lr_k * scale * inv) * d - (lr_k * wd) * pf
