@@ -17,7 +17,8 @@ For a tensor ``k`` with parameter ``p`` and gradient ``g`` (state: ``m``, ``v``,
 
 with ``cos_sched(x) = 0.5 (1 + cos(pi x))`` and controller features ``f_k``: the time embedding of
 ``t / T``, the loss trend ``log(ema_fast / ema_slow)`` and the loss's place between its running
-min and max (both 0 without ``loss=``), log fan-in and whether the tensor is a vector.
+min and max (both 0 without ``loss=``), log fan-in and fan-out, and whether the tensor is a vector
+or a convolution kernel.
 ``gamma = 1`` (the init) cancels the normalisation: at
 ``init_meta_params`` the rule is Adam with a per-tensor learning rate ``lr * max(rms(p), floor)``
 and cosine decay, decoupled weight decay ``lr_k * wd``. ``gamma = 0`` gives a LAMB-like normalised
@@ -42,7 +43,7 @@ import optax
 
 from metalearn.optimizers import base
 
-NUM_CONTROL_FEATURES = base.NUM_TIME_FEATURES + 4   # + loss trend, loss position, fan-in, vector
+NUM_CONTROL_FEATURES = base.NUM_TIME_FEATURES + 6   # + 2 loss features + 4 tensor features
 _BIG = 1e15   # |g| clip: its square (1e30) stays finite in float32
 
 
@@ -90,8 +91,12 @@ def _loss_features(s: LossStats):
   return jnp.where(seen, jnp.stack([trend, pos]), 0.0)
 
 
-def _fan_in(shape) -> float:
-  return float(np.prod(shape[:-1])) if len(shape) >= 2 else 1.0
+def _tensor_features(shape) -> list[float]:
+  """Log fan-in and fan-out (centred at 100), is-vector and is-convolution flags (per tensor)."""
+  fan_in = float(np.prod(shape[:-1])) if len(shape) >= 2 else 1.0
+  fan_out = float(shape[-1]) if len(shape) >= 1 else 1.0
+  return [0.25 * (np.log(fan_in) - np.log(100.0)), 0.25 * (np.log(fan_out) - np.log(100.0)),
+          1.0 if len(shape) < 2 else -1.0, 1.0 if len(shape) >= 3 else -1.0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +196,7 @@ class ScaledLOpt(base.LearnedRule):
       def leaf(g, p, m, v):
         d, m, v = direction(g, m, v)
         d_rms = jnp.sqrt(jnp.mean(d * d))
-        tensor_feats = jnp.array([0.25 * (np.log(_fan_in(g.shape)) - np.log(100.0)),
-                                  1.0 if g.ndim < 2 else -1.0], jnp.float32)
+        tensor_feats = jnp.asarray(_tensor_features(g.shape), jnp.float32)
         c = ctrl_global + jnp.dot(tensor_feats, theta["w_ctrl"][n_g:])
         lr_k = lr * jnp.exp(jnp.clip(c, -8.0, 2.0))
         if rule.normalize:
