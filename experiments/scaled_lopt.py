@@ -44,6 +44,10 @@ VALIDATION = [
     {"kind": "quadratic", "dim": 24, "seed": 5, "batch_size": 8},
 ]
 
+# 3000 steps is past the longest meta-training horizon: a checkpoint must also hold up there.
+VALIDATION_HORIZONS = (300, 3000)
+VALIDATION_EVERY = 900   # score every third kept checkpoint (and the last one)
+
 
 def get_config():
   return ml_collections.ConfigDict(dict(

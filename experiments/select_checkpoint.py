@@ -2,8 +2,8 @@
 
     python experiments/select_checkpoint.py RUN_WORKDIR OUT.safetensors [--config experiments/X.py]
 
-Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for
-``eval_horizon`` steps with 2 seeds, by one compiled program per task that takes theta as an
+Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for each of the
+recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon) with 2 seeds, by one compiled program per task that takes theta as an
 argument, so scoring N checkpoints costs one compile per task. The score of a checkpoint is the
 mean over tasks of log(mean training loss over the last 10% of steps); the initial meta-parameters
 are scored too, as step 0. The lowest score is exported with ``save_rule``.
@@ -70,14 +70,20 @@ def main():
   config = config_lib.load_config(args.config)
   rule = make_rule(config.rule, **dict(config.rule_kwargs))
   thetas = {0: rule.init_meta_params(jax.random.key(config.seed))}
-  thetas.update(checkpoint_thetas(args.workdir, rule))
+  every = getattr(recipe, "VALIDATION_EVERY", 1)
+  kept = checkpoint_thetas(args.workdir, rule)
+  thetas.update({s: t for s, t in kept.items() if s % every == 0 or s == max(kept)})
   scores = {s: [] for s in thetas}
   t0 = time.time()
+  horizons = getattr(recipe, "VALIDATION_HORIZONS", (config.eval_horizon,))
   for d in recipe.VALIDATION:
-    run = scorer(rule, TaskSpec.from_dict(dict(d)), config.eval_horizon)
-    for s, theta in thetas.items():
-      train, test = (float(x) for x in run(theta))
-      scores[s].append({"task": TaskSpec.from_dict(dict(d)).name, "train": train, "test": test})
+    for h in horizons:
+      run = scorer(rule, TaskSpec.from_dict(dict(d)), h)
+      for s, theta in thetas.items():
+        train, test = (float(x) for x in run(theta))
+        scores[s].append({"task": f"{TaskSpec.from_dict(dict(d)).name}@{h}", "train": train,
+                          "test": test})
+      print(f"{TaskSpec.from_dict(dict(d)).name}@{h} scored ({time.time() - t0:.0f}s)", flush=True)
   table = {s: float(np.mean([np.log(r["train"]) if np.isfinite(r["train"]) else 50.0
                              for r in rows])) for s, rows in scores.items()}
   for s in sorted(table):
