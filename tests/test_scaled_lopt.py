@@ -138,3 +138,22 @@ def test_weight_scale_equivariance():
     pc = jax.tree.map(lambda x: x * c, p)
     uc, _ = tx.update(jax.tree.map(lambda x: x / c, g), tx.init(pc), pc)
     np.testing.assert_allclose(uc["w"], c * u1["w"], rtol=1e-4)
+
+
+def test_shipped_scaled_lopt_loads_bit_identically(tmp_path):
+  import metalearn as ml
+  from metalearn.optimizers.serialization import load_rule, save_rule
+  names = [n for n in ml.pretrained_names() if isinstance(ml.pretrained_rule(n)[0], ScaledLOpt)]
+  assert names, "no shipped ScaledLOpt"
+  for name in names:
+    rule, theta, info = ml.pretrained_rule(name)
+    assert info["recipe"] == "experiments/scaled_lopt.py"
+    save_rule(str(tmp_path / "again.safetensors"), rule, theta, **info)
+    rule2, theta2, _ = load_rule(str(tmp_path / "again.safetensors"))
+    assert rule2 == rule
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta2)):
+      assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    params = make_params()
+    tx = ml.pretrained(name, num_steps=100)
+    u, state = jax.jit(tx.update)(grads_at(params, 0), tx.init(params), params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
