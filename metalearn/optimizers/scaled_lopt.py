@@ -114,7 +114,7 @@ class ScaledLOpt(base.LearnedRule):
   cosine: bool = True            # multiply by a cosine decay over the horizon
   normalize: bool = True         # divide D by rms(D) (ablation: False keeps D's own size)
   relative: bool = True          # scale by max(rms(p), floor) (ablation: False uses 1)
-  name: str = "scaled_lopt"
+  name = "scaled_lopt"   # class attributes, not fields
   math_version = 1
 
   def __post_init__(self):
