@@ -142,11 +142,6 @@ class ScaledLOpt(base.LearnedRule):
         "w_out": jnp.zeros((h,), jnp.float32),
     }
 
-  def as_optax(self, theta, *, num_steps) -> optax.GradientTransformationExtraArgs:
-    base.check_num_steps(num_steps)
-    self.check_meta_params(theta)
-    return self.transformation(theta, num_steps)
-
   def transformation(self, theta, num_steps) -> optax.GradientTransformationExtraArgs:
     rule = self
 
