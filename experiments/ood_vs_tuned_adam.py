@@ -19,10 +19,12 @@ import time
 
 import numpy as np
 
+from metalearn import artifacts
 from metalearn.evaluate import metrics, runner
+from metalearn.evaluate.baselines import BASELINES
 from metalearn.evaluate.suites import get_suite
-from metalearn.evaluate.train import train_grid
 from metalearn.tasks import make_task
+from metalearn.tasks.training import train_grid
 
 # Adam's best learning rate per task of the out_of_distribution suite, from the full grid
 # (1e-4 ... 1e-1, half decades; runs/eval/default_pexp_ood, docs/artifacts.md).
@@ -47,10 +49,11 @@ def main():
   p.add_argument("--cache_dir", default="/tmp/runs/evalcache")
   p.add_argument("--suite", default="out_of_distribution")
   args = p.parse_args()
-  rule, theta, _ = runner.load_rule(args.optimizer)
+  rule, theta, _ = artifacts.resolve(args.optimizer)
   rule_id = runner.fingerprint(rule, theta)
   seeds = [0, 1]
-  adam = next(b for b in runner.BASELINES if b.name == "adam")
+  adam = next(b for b in BASELINES if b.name == "adam")
+  counts = {"hits": 0, "misses": 0}
   rows = []
   for item in get_suite(args.suite):
     t0 = time.time()
@@ -62,17 +65,20 @@ def main():
     tx = rule.as_optax(theta, num_steps=n)
     grid, _ = runner._cached_grid(
         args.cache_dir, f"{item.id}-rule", {**common, "rule": rule_id},
-        lambda: train_grid(task, lambda lr: tx, n, [0.0], seeds, num_test_batches=test_batches))
+        lambda: train_grid(task, lambda lr: tx, n, [0.0], seeds, num_test_batches=test_batches),
+        counts)
     rule_entry, rule_curve = runner._analyze(grid, None)
     full = glob.glob(f"{args.cache_dir}/{item.id}-adam-*.npz")
     if full:
-      adam_entry, adam_curve = runner._analyze(dict(np.load(full[0])), adam.lrs)
+      with np.load(full[0]) as f:
+        adam_entry, adam_curve = runner._analyze({k: f[k] for k in f.files}, adam.lrs)
       source = "full grid"
     else:
       lr = TUNED_ADAM_LR[item.id]
       grid, _ = runner._cached_grid(
           args.cache_dir, f"{item.id}-adam_tuned", {**common, "baseline": "adam", "lrs": [lr]},
-          lambda: train_grid(task, adam.make_tx, n, [lr], seeds, num_test_batches=test_batches))
+          lambda: train_grid(task, lambda lr: adam.make_tx(lr, n), n, [lr], seeds,
+                             num_test_batches=test_batches), counts)
       adam_entry, adam_curve = runner._analyze(grid, None)
       adam_entry["best_lr"] = lr
       source = "tuned lr"

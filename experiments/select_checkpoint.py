@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 
 from metalearn.checkpoint import Checkpointer
-from metalearn.evaluate.train import _run
+from metalearn.tasks.training import _run
 from metalearn.meta import config as config_lib
 from metalearn.optimizers import make_rule
 from metalearn.optimizers.serialization import save_rule
@@ -30,15 +30,13 @@ from metalearn.tasks import TaskSpec, make_task
 
 
 def checkpoint_thetas(workdir, rule):
-  ckpt = Checkpointer(str(epath.Path(workdir) / "checkpoints"), async_save=False)
+  ckpt = Checkpointer(str(epath.Path(workdir) / "checkpoints"), async_save=False, read_only=True)
   template = jax.eval_shape(rule.init_meta_params, jax.random.key(0))
-  n = len(jax.tree.leaves(template))
   out = {}
   try:
-    for step in sorted(ckpt._manager.all_steps()):
-      arrays = ckpt.restore_arrays(step)
-      leaves = [arrays[k] for k in sorted(arrays)][-n:]   # theta is last in the sorted state keys
-      out[step] = jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(x) for x in leaves])
+    for step in ckpt.all_steps():
+      arrays, _, _ = ckpt.restore_arrays("theta", step=step)
+      out[step] = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), template, arrays)
   finally:
     ckpt.close()
   return out
