@@ -26,9 +26,10 @@ step. The per-element MLP (``hidden_size`` ReLU units, written out as elementwis
 its output layer at zero, and subtracting ``mlp(0)`` makes a tensor whose gradients have always
 been zero get no update but weight decay.
 
-Client safety: a non-finite gradient anywhere skips the whole step (zero update, state kept);
-gradients are clipped to +-1e15 first, so an infinite or huge element only freezes its own ``v``
-(its square stays finite). The state is ``m`` and ``v`` (each of the parameter's shape) and a few
+Client safety: a NaN/Inf gradient element counts as zero and finite ones are clipped to +-1e15
+(their square stays finite), so a bad or huge element changes only its own update and ``v``; if a
+direction still came out non-finite, the whole step is skipped (zero update, state kept). Weight
+decay applies only to elements that have seen a gradient, so never-used rows stay exactly put. The state is ``m`` and ``v`` (each of the parameter's shape) and a few
 scalars for the loss statistics.
 """
 from __future__ import annotations
@@ -115,7 +116,7 @@ class ScaledLOpt(base.LearnedRule):
   normalize: bool = True         # divide D by rms(D) (ablation: False keeps D's own size)
   relative: bool = True          # scale by max(rms(p), floor) (ablation: False uses 1)
   name = "scaled_lopt"   # class attributes, not fields
-  math_version = 1
+  math_version = 2   # 2: NaN/Inf elements count as zero; decay only elements that saw a gradient
 
   def __post_init__(self):
     if self.hidden_size < 0:
@@ -137,7 +138,7 @@ class ScaledLOpt(base.LearnedRule):
         "w_ctrl": w_ctrl,
         "b_ctrl": f(0.0),
         "gamma": f(self.init_gamma),
-        "w_in": jax.random.normal(key, (2, h), jnp.float32) / np.sqrt(2.0),
+        "w_in": jax.random.normal(key, (2, h), jnp.float32) * float(1 / np.sqrt(2.0)),
         "b_hidden": jnp.full((h,), 0.1, jnp.float32),
         "w_out": jnp.zeros((h,), jnp.float32),
     }
@@ -172,7 +173,7 @@ class ScaledLOpt(base.LearnedRule):
       relu_b = jax.nn.relu(b_h)  # the hidden layer at zero features, subtracted: zero in, zero out
 
       def direction(g, m, v):
-        g = jnp.clip(g.astype(jnp.float32), -_BIG, _BIG)
+        g = jnp.clip(base.safe_gradient(g), -_BIG, _BIG)   # NaN/Inf -> 0: contained
         m = rule.b1 * m + (1 - rule.b1) * g
         v = rule.b2 * v + (1 - rule.b2) * (g * g)
         r = jax.lax.rsqrt(v * bc2 + rule.eps**2)
@@ -201,13 +202,16 @@ class ScaledLOpt(base.LearnedRule):
           inv = 1.0
         pf = p.astype(jnp.float32)
         scale = jnp.maximum(base.rms(pf), rule.scale_floor) if rule.relative else 1.0
-        u = -(lr_k * scale * inv) * d - (lr_k * wd) * pf
+        # Decay only elements that have seen a gradient (v > 0): unused rows stay exactly put.
+        u = -(lr_k * scale * inv) * d - jnp.where(v > 0, lr_k * wd, 0.0) * pf
         return u, m, v, jnp.isfinite(d_rms)
 
-      out = jax.tree.map(leaf, updates, params, state.mu, state.nu)
-      is_out = lambda x: isinstance(x, tuple)
-      pick = lambda i: jax.tree.map(lambda o: o[i], out, is_leaf=is_out)
-      ok = jnp.all(jnp.stack(jax.tree.leaves(pick(3)))) if jax.tree.leaves(pick(3)) else True
+      # Per leaf by hand: the params' own containers may be tuples, so no is_leaf trick.
+      g_leaves, treedef = jax.tree.flatten(updates)
+      rest = [treedef.flatten_up_to(t) for t in (params, state.mu, state.nu)]
+      out = [leaf(*args) for args in zip(g_leaves, *rest)]
+      pick = lambda i: jax.tree.unflatten(treedef, [o[i] for o in out])
+      ok = jnp.all(jnp.stack([o[3] for o in out])) if out else True
       keep = lambda new, old: jnp.where(ok, new, old)
       new_updates = jax.tree.map(lambda u, g: jnp.where(ok, u, 0.0).astype(g.dtype),
                                  pick(0), updates)
