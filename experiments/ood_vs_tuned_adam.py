@@ -21,7 +21,7 @@ import numpy as np
 
 from metalearn import artifacts
 from metalearn.evaluate import metrics, runner
-from metalearn.evaluate.baselines import BASELINES
+from metalearn.evaluate.baselines import TUNED
 from metalearn.evaluate.suites import get_suite
 from metalearn.tasks import make_task
 from metalearn.tasks.training import train_grid
@@ -52,7 +52,7 @@ def main():
   rule, theta, _ = artifacts.resolve(args.optimizer)
   rule_id = runner.fingerprint(rule, theta)
   seeds = [0, 1]
-  adam = next(b for b in BASELINES if b.name == "adam")
+  adam = next(b for b in TUNED if b.name == "adam")
   counts = {"hits": 0, "misses": 0}
   rows = []
   for item in get_suite(args.suite):
