@@ -8,7 +8,8 @@ from that full evaluation (docs/artifacts.md, `default`'s card: the grid is the 
 rule), so this script trains only the rule and Adam at that rate, with the evaluation's seeds
 (0, 1), and computes speedup and "reached" exactly as the evaluation does
 (`metalearn.evaluate.metrics`). Where a full Adam grid is already in ``cache_dir`` (from
-`metalearn evaluate`), it is used instead. The rule's grid is cached under the evaluation's key.
+`metalearn evaluate`), it is used instead; for a suite task with no recorded rate, the full Adam
+grid is run here. The rule's grid is cached under the evaluation's key.
 """
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def main():
     if full:
       with np.load(full[0]) as f:
         adam_entry, adam_curve = runner._analyze({k: f[k] for k in f.files}, adam.lrs)
+      source = "full grid"
+    elif item.id not in TUNED_ADAM_LR:   # a task added to the suite since: tune Adam here
+      grid, _ = runner._cached_grid(
+          args.cache_dir, f"{item.id}-adam", {**common, "baseline": "adam", "lrs": adam.lrs},
+          lambda: train_grid(task, lambda lr: adam.make_tx(lr, n), n, adam.lrs, seeds,
+                             num_test_batches=test_batches), counts)
+      adam_entry, adam_curve = runner._analyze(grid, adam.lrs)
       source = "full grid"
     else:
       lr = TUNED_ADAM_LR[item.id]
