@@ -125,6 +125,9 @@ class Checkpointer:
     return self._stop.is_set() or self._manager.reached_preemption(step)
 
   # -- save ---------------------------------------------------------------------------------------
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
@@ -243,10 +246,11 @@ class Checkpointer:
     (state, _), step = self._restorable(read)
     return state, step
 
-  def restore_arrays(self, subtree: str | None = None):
+  def restore_arrays(self, subtree: str | None = None, *, step: int | None = None):
     """``(arrays, config, step)``: the newest readable checkpoint's nested arrays (numpy), or one
     named subtree of them (e.g. ``"theta"``), with no template. Arrays saved sharded over another
-    topology are restored whole onto this process's first device.
+    topology are restored whole onto this process's first device. ``step`` reads that checkpoint
+    instead of the newest (e.g. to score every kept checkpoint; errors are not caught).
     """
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
@@ -258,5 +262,7 @@ class Checkpointer:
       out = out if subtree is None else out[subtree]
       return jax.tree.map(np.asarray, out), self.config(step)
 
+    if step is not None:
+      return (*read(step), step)
     (arrays, config), step = self._restorable(read)
     return arrays, config, step

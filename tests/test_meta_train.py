@@ -283,8 +283,8 @@ def test_checkpoint_of_another_state_layout_is_refused_clearly(tmp_path):
 
 def test_init_theta_warm_starts_from_a_shipped_rule_or_file(tmp_path):
   from metalearn.optimizers.serialization import save_rule
-  rule, shipped, _ = ml.pretrained_rule("default")
-  trainer = MetaStep(tiny_config(init_theta="pretrained:default"))
+  rule, shipped, _ = ml.pretrained_rule("default_v1")
+  trainer = MetaStep(tiny_config(init_theta="pretrained:default_v1"))
   theta = trainer.init_state()["theta"]
   chex.assert_trees_all_equal(theta, shipped)
   # A .safetensors file works too, and meta-training moves on from it.
@@ -304,4 +304,4 @@ def test_init_theta_of_another_rule_is_refused(tmp_path):
   with pytest.raises(ValueError, match="init_theta='nope'"):
     MetaStep(tiny_config(init_theta="nope"))
   with pytest.raises(ValueError, match="holds meta-parameters of MLPLOpt"):
-    MetaStep(tiny_config(init_theta="pretrained:default", rule_kwargs={"hidden_size": 8}))
+    MetaStep(tiny_config(init_theta="pretrained:default_v1", rule_kwargs={"hidden_size": 8}))

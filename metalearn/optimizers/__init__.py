@@ -3,12 +3,14 @@ from metalearn.optimizers.base import LearnedRule
 from metalearn.optimizers.baselines import LearnableAdam, LearnableSGDM
 from metalearn.optimizers.hyperparam_net import HyperparamNet
 from metalearn.optimizers.mlp_lopt import MLPLOpt
+from metalearn.optimizers.scaled_lopt import ScaledLOpt
 
 RULES = {
     "mlp_lopt": MLPLOpt,
     "hyperparam_net": HyperparamNet,
     "adam": LearnableAdam,
     "sgdm": LearnableSGDM,
+    "scaled_lopt": ScaledLOpt,
 }
 
 
@@ -19,5 +21,5 @@ def make_rule(name: str, **kwargs) -> LearnedRule:
   return RULES[name](**kwargs)
 
 
-__all__ = ["LearnedRule", "MLPLOpt", "HyperparamNet", "LearnableAdam", "LearnableSGDM", "RULES",
+__all__ = ["LearnedRule", "MLPLOpt", "HyperparamNet", "LearnableAdam", "LearnableSGDM", "ScaledLOpt", "RULES",
            "make_rule"]

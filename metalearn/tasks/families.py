@@ -76,6 +76,27 @@ class CNNFamily(Family):
 
 
 @dataclasses.dataclass(frozen=True)
+class AutoencoderFamily(Family):
+  """MLP autoencoders (MSE reconstruction): encoder widths shrink by 2-4x per layer."""
+
+  datasets: Sequence[str] = ("digits", "mnist5k_8")
+  widths: tuple[int, int] = (16, 128)          # first encoder layer, log-uniform
+  depths: tuple[int, int] = (1, 2)             # encoder layers, inclusive
+  activations: Sequence[str] = ("relu", "tanh", "gelu")
+  batch_sizes: Sequence[int] = (32, 64)
+
+  def _sample(self, rng):
+    depth = int(rng.integers(self.depths[0], self.depths[1] + 1))
+    width = _log_uniform_int(rng, *self.widths)
+    hidden = [width]
+    for _ in range(depth - 1):
+      hidden.append(max(4, hidden[-1] // int(rng.integers(2, 5))))
+    return TaskSpec("autoencoder", dataset=str(rng.choice(list(self.datasets))),
+                    hidden=tuple(hidden), activation=str(rng.choice(list(self.activations))),
+                    batch_size=int(rng.choice(list(self.batch_sizes))))
+
+
+@dataclasses.dataclass(frozen=True)
 class CharLMFamily(Family):
   dataset: str = "pychars"
   d_models: Sequence[int] = (32, 64)
@@ -115,6 +136,7 @@ class LinearRegressionFamily(Family):
 FAMILIES = {
     "image_mlp": ImageMLPFamily,
     "cnn": CNNFamily,
+    "autoencoder": AutoencoderFamily,
     "char_lm": CharLMFamily,
     "quadratic": QuadraticFamily,
     "linreg": LinearRegressionFamily,

@@ -1,0 +1,100 @@
+"""Meta-validation: score every kept checkpoint of a run on held-out task families; export the best.
+
+    python experiments/select_checkpoint.py RUN_WORKDIR OUT.safetensors [--config experiments/X.py]
+
+Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for each of the
+recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon) with 2 seeds, by one compiled program per task that takes theta as an
+argument, so scoring N checkpoints costs one compile per task. The score of a checkpoint is the
+mean over tasks of log(mean training loss over the last 10% of steps); the initial meta-parameters
+are scored too, as step 0. The lowest score is exported with ``save_rule``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+
+from metalearn.checkpoint import Checkpointer
+from metalearn.tasks.training import _run
+from metalearn.meta import config as config_lib
+from metalearn.optimizers import make_rule
+from metalearn.optimizers.serialization import save_rule
+from metalearn.tasks import TaskSpec, make_task
+
+
+def checkpoint_thetas(workdir, rule):
+  ckpt = Checkpointer(str(epath.Path(workdir) / "checkpoints"), async_save=False, read_only=True)
+  template = jax.eval_shape(rule.init_meta_params, jax.random.key(0))
+  out = {}
+  try:
+    for step in ckpt.all_steps():
+      arrays, _, _ = ckpt.restore_arrays("theta", step=step)
+      out[step] = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), template, arrays)
+  finally:
+    ckpt.close()
+  return out
+
+
+def scorer(rule, spec, horizon, seeds=2):
+  task = make_task(spec)
+
+  @jax.jit
+  def run(theta):
+    tx = rule.transformation(theta, horizon)
+    keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in range(seeds)])
+    f = lambda k: _run(task, tx, horizon, jax.random.wrap_key_data(k), task.data, task.test_data)
+    losses, test, _ = jax.vmap(f)(keys)
+    tail = losses[:, -max(1, horizon // 10):]
+    return jnp.mean(tail), jnp.mean(test)
+  return run
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("workdir")
+  p.add_argument("out")
+  p.add_argument("--config", default="experiments/scaled_lopt.py")
+  args = p.parse_args()
+  spec = importlib.util.spec_from_file_location("recipe", args.config)
+  recipe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe)
+  config = config_lib.load_config(args.config)
+  rule = make_rule(config.rule, **dict(config.rule_kwargs))
+  thetas = {0: rule.init_meta_params(jax.random.key(config.seed))}
+  every = getattr(recipe, "VALIDATION_EVERY", 1)
+  kept = checkpoint_thetas(args.workdir, rule)
+  thetas.update({s: t for s, t in kept.items() if s % every == 0 or s == max(kept)})
+  scores = {s: [] for s in thetas}
+  t0 = time.time()
+  horizons = getattr(recipe, "VALIDATION_HORIZONS", (config.eval_horizon,))
+  for d in recipe.VALIDATION:
+    for h in horizons:
+      run = scorer(rule, TaskSpec.from_dict(dict(d)), h)
+      for s, theta in thetas.items():
+        train, test = (float(x) for x in run(theta))
+        scores[s].append({"task": f"{TaskSpec.from_dict(dict(d)).name}@{h}", "train": train,
+                          "test": test})
+      print(f"{TaskSpec.from_dict(dict(d)).name}@{h} scored ({time.time() - t0:.0f}s)", flush=True)
+  table = {s: float(np.mean([np.log(r["train"]) if np.isfinite(r["train"]) else 50.0
+                             for r in rows])) for s, rows in scores.items()}
+  for s in sorted(table):
+    print(s, round(table[s], 4), " ".join(f"{r['train']:.4f}" for r in scores[s]))
+  best = min(table, key=table.get)
+  print("best step", best, "score", table[best], f"({time.time() - t0:.0f}s)")
+  save_rule(args.out, rule, jax.tree.map(np.asarray, thetas[best]), outer_step=int(best),
+            validation_score=table[best], validation_tasks=[r["task"] for r in scores[best]],
+            recipe=os.path.basename(args.config))
+  with open(os.path.splitext(args.out)[0] + "_validation.json", "w") as f:
+    json.dump({"scores": {str(k): v for k, v in table.items()}, "best": best,
+               "per_task": {str(k): v for k, v in scores.items()}}, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
