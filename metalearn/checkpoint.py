@@ -14,6 +14,7 @@ naming it, and the newest one that restores is used; a writer moves the damaged 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import threading
@@ -23,6 +24,16 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+
+
+class _QuietReadOnly(logging.Filter):
+  """Drops orbax's notice that a read-only manager's directory is read-only (it is, by choice)."""
+
+  def filter(self, record):
+    return "Given directory is read only" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_QuietReadOnly())
 
 
 class CheckpointError(RuntimeError):
@@ -94,9 +105,12 @@ class Checkpointer:
   def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False):
     self.directory = os.path.abspath(directory) if "://" not in directory else directory
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           enable_async_checkpointing=async_save,
-                                           read_only=read_only)
+    # A reader (evaluate, load_optimizer) opens the manager read-only, with the options orbax
+    # would otherwise warn that it overrides.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None if read_only else keep, create=not read_only,
+        save_interval_steps=0 if read_only else 1, enable_async_checkpointing=async_save,
+        read_only=read_only)
     self.read_only = read_only
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
