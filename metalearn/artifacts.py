@@ -71,8 +71,13 @@ def from_workdir(workdir: str):
       template = jax.eval_shape(rule.init_meta_params, jax.random.key(0))
       theta = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), template, arrays)
       rule.check_meta_params(theta)
-      return rule, theta, {"outer_step": step, "source": str(ckpt_dir),
-                           "task_specs": config.get("task_specs") or None}
+      info = {"outer_step": step, "source": str(ckpt_dir),
+              "train_horizon": [config.get("min_horizon"), config.get("max_horizon")]}
+      # The export records the task types that were sampled from families; keep what it says
+      # about the run (the checkpoint's own step and source win).
+      if (root / EXPORT_FILE).exists():
+        info = {**load_rule(str(root / EXPORT_FILE))[2], **info}
+      return rule, theta, info
   export = root / EXPORT_FILE
   if export.exists():
     rule, theta, info = load_rule(str(export))
