@@ -39,7 +39,8 @@ def _run_steps(config, num_devices, steps=3):
 GRAD_TOL = {"tbptt": 1e-5, "pes": 1e-4}
 
 
-@pytest.mark.parametrize("estimator", ["pes", pytest.param("tbptt", marks=pytest.mark.slow)])
+@pytest.mark.slow   # the default step checks the sharding itself (test_population_is_sharded...)
+@pytest.mark.parametrize("estimator", ["pes", "tbptt"])
 def test_one_and_eight_devices_agree(estimator):
   assert len(jax.devices()) == 8, "conftest should emulate 8 CPU devices"
   config = tiny_config(estimator=estimator)
