@@ -143,10 +143,6 @@ def test_update_hlo_has_no_all_gather(case):
 
 @pytest.mark.slow
 def test_explicit_axis_mesh(case):
-  if "scaled_lopt" in str(case) or "pretrained:default" == str(case):
-    # Known bug, found at the end of the session: ScaledLOpt's step-skip select mixes a replicated
-    # and a 'model'-sharded operand, which explicit-axis meshes refuse (ShardingTypeError).
-    pytest.xfail("ScaledLOpt on explicit-axis meshes: select of differently sharded operands")
   with jax.set_mesh(mesh(AxisType.Explicit)):
     params = {"w": jax.device_put(jnp.ones((16, 32)), P(None, "model")),
               "b": jax.device_put(jnp.zeros((32,)), P("model")), "s": jnp.ones(())}

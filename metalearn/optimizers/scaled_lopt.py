@@ -148,7 +148,8 @@ class ScaledLOpt(base.LearnedRule):
 
     def init_fn(params):
       base.check_float_params(params)
-      zeros = lambda p: jnp.zeros(p.shape, jnp.float32)
+      # zeros_like keeps the parameter's sharding (explicit-axis meshes refuse mixed selects).
+      zeros = lambda p: jnp.zeros_like(p, dtype=jnp.float32)
       return ScaledLOptState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
                              jax.tree.map(zeros, params), _loss_stats_init())
 
