@@ -59,6 +59,7 @@ class TaskSpec:
   num_layers: int = 0
   num_heads: int = 0
   seed: int = 0           # synthetic data (quadratic, linreg)
+  kernel_size: int = 3    # cnn, cnn_norm
 
   def __post_init__(self):
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -67,6 +68,8 @@ class TaskSpec:
                        "register a builder with metalearn.tasks.register_kind).")
     if any(h < 1 for h in self.hidden):
       raise ValueError(f"hidden widths must be >= 1, got {self.hidden}.")
+    if self.kernel_size < 1:
+      raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}.")
     if self.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
     if self.kind in ("quadratic", "linreg") and self.dim < 1:
@@ -91,11 +94,14 @@ class TaskSpec:
       return (f"{self.kind}_{self.dataset or 'pychars'}_L{self.num_layers}_d{self.d_model}"
               f"_T{self.seq_len}_b{self.batch_size}")
     h = "x".join(map(str, self.hidden)) or "linear"
-    return f"{self.kind}_{self.dataset}_{h}_{self.activation}_b{self.batch_size}"
+    k = f"_k{self.kernel_size}" if self.kernel_size != 3 else ""
+    return f"{self.kind}_{self.dataset}_{h}{k}_{self.activation}_b{self.batch_size}"
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["hidden"] = list(self.hidden)
+    if d["kernel_size"] == 3:  # the default is left out, so specs (and cache keys) of older
+      del d["kernel_size"]     # releases stay as they were
     return d
 
   @classmethod
@@ -118,6 +124,7 @@ class Task:
   batch: Callable[[Any, jax.Array], Any]
   loss_fn: Callable[[nnx.Module, Any], jax.Array]   # (model, batch) -> scalar loss
   apply: Callable[[nnx.Module, Any], Any] | None = None  # (model, batch) -> output, if it has one
+  metric_fn: Callable[[nnx.Module, Any], jax.Array] | None = None  # (model, batch) -> accuracy
 
   @property
   def name(self) -> str:
@@ -145,6 +152,21 @@ class Task:
     data = self.data if split == "train" else self.test_data
     keys = jax.random.split(key, num_batches)
     return jnp.mean(jax.vmap(lambda k: self.loss(params, self.batch(data, k)))(keys))
+
+  def accuracy(self, params, data, key: jax.Array | None = None, num_batches: int = 8):
+    """Classification accuracy of ``params`` on a split's arrays ``data`` (e.g. ``task.test_data``).
+
+    Splits of ``{"x", "y"}`` are scored whole; others (token streams) on ``num_batches`` random
+    batches drawn with ``key``. Tasks that are not classifiers have no accuracy (``ValueError``).
+    """
+    if self.metric_fn is None:
+      raise ValueError(f"task {self.name} ({self.spec.kind}) has no accuracy: it is not a "
+                       "classifier.")
+    model = self.model(params)
+    if isinstance(data, dict) and set(data) == {"x", "y"}:
+      return self.metric_fn(model, data)
+    keys = jax.random.split(jax.random.key(0) if key is None else key, num_batches)
+    return jnp.mean(jax.vmap(lambda k: self.metric_fn(model, self.batch(data, k)))(keys))
 
   def num_params(self) -> int:
     shapes = jax.eval_shape(self.init, jax.random.key(0))

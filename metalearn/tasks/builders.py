@@ -34,6 +34,11 @@ def xent_loss(model, batch):
   return optax.softmax_cross_entropy_with_integer_labels(model(batch["x"]), batch["y"]).mean()
 
 
+def accuracy(model, batch):
+  """Fraction of examples (or tokens) whose arg-max logit is the label."""
+  return jnp.mean(jnp.argmax(model(batch["x"]), -1) == batch["y"])
+
+
 def mse_loss(model, batch):
   return jnp.mean(jnp.square(model(batch["x"]) - batch["y"]))
 
@@ -95,7 +100,8 @@ def _image_task(spec, data_dir, make_model, loss):
   splits, num_classes = _image_data(spec.dataset, data_dir)
   shape = tuple(splits["train"]["x"].shape[1:])
   return Task(spec, lambda rngs: make_model(shape, num_classes, rngs), splits["train"],
-              splits["test"], lambda d, key: gather_batch(d, key, spec.batch_size), loss, _call)
+              splits["test"], lambda d, key: gather_batch(d, key, spec.batch_size), loss, _call,
+              accuracy if loss is xent_loss else None)
 
 
 @register_kind("image_mlp")
@@ -109,7 +115,8 @@ def image_mlp(spec: TaskSpec, data_dir: str | None) -> Task:
 def cnn(spec: TaskSpec, data_dir: str | None) -> Task:
   """A small CNN classifier (``hidden`` = channels per conv layer, default (8, 16))."""
   return _image_task(spec, data_dir, lambda s, n, rngs: models.CNN(
-      s[-1], spec.hidden or (8, 16), n, spec.activation, rngs=rngs), xent_loss)
+      s[-1], spec.hidden or (8, 16), n, spec.activation, rngs=rngs,
+      kernel_size=spec.kernel_size), xent_loss)
 
 
 def _reconstruction_loss(model, batch):
@@ -135,7 +142,8 @@ def char_lm(spec: TaskSpec, data_dir: str | None) -> Task:
                                              spec.num_heads, rngs=rngs)
   return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
               {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
-              lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call)
+              lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call,
+              accuracy)
 
 
 @register_kind("cnn_norm")
@@ -143,7 +151,8 @@ def cnn_norm(spec: TaskSpec, data_dir: str | None) -> Task:
   """A CNN classifier with GroupNorm after every convolution (``hidden`` = channels, default
   (8, 16)); GroupNorm keeps no batch statistics, so the loss is a pure function of the params."""
   return _image_task(spec, data_dir, lambda s, n, rngs: models.NormCNN(
-      s[-1], spec.hidden or (8, 16), n, spec.activation, rngs=rngs), xent_loss)
+      s[-1], spec.hidden or (8, 16), n, spec.activation, rngs=rngs,
+      kernel_size=spec.kernel_size), xent_loss)
 
 
 @register_kind("rnn_lm")
@@ -171,4 +180,4 @@ def tabular_mlp(spec: TaskSpec, data_dir: str | None) -> Task:
   ctor = lambda rngs: models.MLP(int(mean.shape[0]), spec.hidden, int(tr["num_classes"]),
                                  spec.activation, rngs=rngs)
   return Task(spec, ctor, splits[0], splits[1],
-              lambda d, key: gather_batch(d, key, spec.batch_size), xent_loss, _call)
+              lambda d, key: gather_batch(d, key, spec.batch_size), xent_loss, _call, accuracy)

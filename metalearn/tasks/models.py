@@ -40,12 +40,15 @@ class MLP(nnx.Module):
 
 
 class CNN(nnx.Module):
-  """3x3 convolutions (stride 2 after the first) with ``act``, global mean pool, linear head."""
+  """Square convolutions of ``kernel_size`` (default 3; stride 2 after the first) with ``act``,
+  global mean pool, linear head."""
 
-  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs):
+  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs,
+               kernel_size: int = 3):
     chans = [in_channels, *channels]
     self.convs = nnx.List([
-        nnx.Conv(a, b, kernel_size=(3, 3), strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
+        nnx.Conv(a, b, kernel_size=(kernel_size, kernel_size),
+                 strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
                  rngs=rngs)
         for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
     self.head = nnx.Linear(chans[-1], out_size, rngs=rngs)
@@ -127,10 +130,12 @@ class NormCNN(nnx.Module):
   (BatchNorm's running averages would be state outside the params that inner training updates).
   """
 
-  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs):
+  def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs,
+               kernel_size: int = 3):
     chans = [in_channels, *channels]
     self.convs = nnx.List([
-        nnx.Conv(a, b, kernel_size=(3, 3), strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
+        nnx.Conv(a, b, kernel_size=(kernel_size, kernel_size),
+                 strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
                  use_bias=False, rngs=rngs)
         for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
     self.norms = nnx.List([nnx.GroupNorm(c, num_groups=_groups(c), rngs=rngs) for c in channels])
