@@ -13,6 +13,8 @@ metalearn report     DIR
 metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)
 metalearn search     --config experiments/search_NAME.py --workdir DIR [--storage URL]
                      [--sampler tpe|cmaes|random|grid] [--trials N]   (HPO with Optuna, or PBT)
+metalearn campaign   --config experiments/campaign_NAME.py --workdir DIR [--stages rule,search,...]
+                     (meta-train or take a rule, architecture search with it, final training, report)
 metalearn --version
 
 Every command compiles through JAX's persistent compilation cache in ~/.cache/metalearn/jax (set
@@ -131,8 +133,22 @@ def search(argv) -> int:
   return 0
 
 
+def campaign(argv) -> int:
+  p = argparse.ArgumentParser(prog="metalearn campaign")
+  p.add_argument("--config", required=True, help="Python file with get_config() (a dict)")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--stages", default=None, help="comma-separated subset of rule,search,final,report")
+  args = p.parse_args(argv)
+  from metalearn.search.campaign import load_config, run_campaign
+  results = run_campaign(load_config(args.config), args.workdir,
+                         stages=args.stages.split(",") if args.stages else None)
+  report = (results.get("report") or {}).get("report")
+  print(f"campaign done: {args.workdir}" + (f", report: {report}" if report else ""))
+  return 0
+
+
 COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "demo": demo,
-            "search": search}
+            "search": search, "campaign": campaign}
 
 
 def main(argv=None) -> int:

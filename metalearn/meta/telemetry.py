@@ -21,7 +21,7 @@ def _scalar(v):
 class Telemetry:
 
   def __init__(self, workdir: str, *, start_step: int, total_steps: int, enabled: bool = True,
-               progress: bool = True):
+               progress: bool = True, desc: str = "meta-train"):
     self.enabled = enabled
     self._bar = None
     self._tb = None
@@ -39,7 +39,7 @@ class Telemetry:
       print(f"TensorBoard logging disabled: {e}")
     if progress:
       from tqdm.auto import tqdm
-      self._bar = tqdm(total=total_steps, initial=start_step, desc="meta-train", unit="step",
+      self._bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step",
                        dynamic_ncols=True)
 
   def _rows_up_to(self, step: int) -> list[str]:

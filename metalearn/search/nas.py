@@ -83,10 +83,11 @@ class TPESearch:
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     self.space, self._optuna = space, optuna
-    with warnings.catch_warnings():   # multivariate/group are marked experimental; they are the
-      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # way to a
-      sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,  # conditional
-                                           n_startup_trials=n_startup_trials,         # space
+    # multivariate + group is how TPE handles a conditional space; Optuna marks it experimental.
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+      sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                           n_startup_trials=n_startup_trials,
                                            warn_independent_sampling=False)
     self.study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage,
                                      study_name=study_name, load_if_exists=True)
