@@ -87,8 +87,7 @@ class TPESearch:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
       sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                           n_startup_trials=n_startup_trials,
-                                           warn_independent_sampling=False)
+                                           n_startup_trials=n_startup_trials)
     self.study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage,
                                      study_name=study_name, load_if_exists=True)
     self.pending = {}   # arch key -> trial asked and not yet told
