@@ -335,6 +335,18 @@ def test_launch_allow_local_workdir(h):
   assert "--workdir /mnt/shared/run" in commands(res.stdout)[0]
 
 
+def test_launch_campaign(h):
+  res = ok(h.run("launch.sh", COMMAND="campaign", CONFIG="experiments/campaign_mnist.py",
+                 WORKDIR="/home/me/runs/c", ALLOW_LOCAL_WORKDIR="1"))
+  cmd = commands(res.stdout)[0]
+  assert ("metalearn campaign --config experiments/campaign_mnist.py --workdir /home/me/runs/c"
+          in cmd) and "--multihost" not in cmd
+  res = h.run("launch.sh", COMMAND="campaign")   # a gs:// workdir: refused
+  assert res.returncode != 0 and "local WORKDIR" in res.stderr
+  res = h.run("launch.sh", COMMAND="self-improve")
+  assert res.returncode != 0 and "choose meta-train or campaign" in res.stderr
+
+
 def test_delete_dry_run(h):
   res = ok(h.run("delete.sh"))
   assert commands(res.stdout) == [

@@ -10,6 +10,9 @@
 #
 # Required: TPU_NAME, ZONE, PROJECT, WORKDIR (a gs:// path shared by all hosts)
 # Optional: CONFIG (default experiments/default.py, relative to the repo root)
+#           COMMAND  meta-train (default) or campaign: `metalearn campaign --config
+#                    "$CONFIG" --workdir "$WORKDIR"` (one host: a single-host slice and a
+#                    WORKDIR on the worker's disk, with ALLOW_LOCAL_WORKDIR=1)
 #           EXTRA_ARGS  extra CLI arguments, e.g. "--config.seed=1"; they are
 #                       interpreted by the worker's shell
 #           TFDS_DATA_DIR  passed through to the workers when set (e.g. gs://bucket/tfds)
@@ -25,6 +28,14 @@ resolve_project
 require_vars WORKDIR
 CONFIG="${CONFIG:-experiments/default.py}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
+COMMAND="${COMMAND:-meta-train}"
+case "$COMMAND" in
+  meta-train) subcommand="meta-train --multihost" ;;
+  campaign)
+    [[ "$WORKDIR" != gs://* ]] || die "COMMAND=campaign writes its stages to a local WORKDIR; use a path on the worker (a single-host slice) with ALLOW_LOCAL_WORKDIR=1"
+    subcommand="campaign" ;;
+  *) die "COMMAND=$COMMAND: choose meta-train or campaign" ;;
+esac
 
 if [[ "$WORKDIR" != gs://* && "${ALLOW_LOCAL_WORKDIR:-0}" != 1 ]]; then
   die "WORKDIR=$WORKDIR is not a gs:// path — all hosts must share the checkpoint directory, so use a GCS bucket, e.g. WORKDIR=gs://my-bucket/metalearn/run1 (or set ALLOW_LOCAL_WORKDIR=1 for a single-host slice)"
@@ -53,7 +64,7 @@ cmd+='; echo "=== launch $(date -u +%FT%TZ) ===" >>"$log"'
 # later, written to run.pid; its exit status is written to run.exit, as 143 if the
 # wrapper got SIGTERM (preemption, shutdown, a relaunch) even when the trainer
 # saved a checkpoint and exited 0, so that babysit.sh does not take it as finished.
-job="metalearn meta-train --multihost --config $(q "$CONFIG") --workdir $(q "$WORKDIR")"
+job="metalearn $subcommand --config $(q "$CONFIG") --workdir $(q "$WORKDIR")"
 if [[ -n "$EXTRA_ARGS" ]]; then job+=" $EXTRA_ARGS"; fi
 wrapper='stopped=; trap "stopped=1" TERM; echo $$ >"$0/run.pid"; "$@"; rc=$?; [ -z "$stopped" ] || rc=143; echo $rc >"$0/run.exit"'
 cmd+="; nohup setsid bash -c '$wrapper' $logdir $job >>\"\$log\" 2>&1 </dev/null &"

@@ -167,7 +167,7 @@ class Campaign:
   def stage_rule(self, results) -> dict:
     mt = self.config["meta_train"]
     if mt is None:
-      from metalearn import artifacts
+      import metalearn.artifacts as artifacts
       artifacts.resolve(self.config["rule"])   # fails now, not after the search began
       return {"source": self.config["rule"]}
     from metalearn.meta import config as config_lib
@@ -225,7 +225,7 @@ class Campaign:
     c = self.config
     source = self._needs(results, "rule")["source"]
     sides = self._needs(results, "search")["sides"]
-    from metalearn import artifacts
+    import metalearn.artifacts as artifacts
     from metalearn.search.batched import optimizer_family
     from metalearn.tasks.base import make_task
     rule, theta, _ = artifacts.resolve(source)

@@ -114,7 +114,7 @@ class Trainer:
   @classmethod
   def learned(cls, source: str, num_steps: int, **kw) -> "Trainer":
     """A learned rule (any source ``metalearn.artifacts.resolve`` takes), told the horizon."""
-    from metalearn import artifacts
+    import metalearn.artifacts as artifacts
     rule, theta, _ = artifacts.resolve(source)
     return cls("learned", lambda lr: rule.as_optax(theta, num_steps=num_steps), [0.0], num_steps,
                **kw)
