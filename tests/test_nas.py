@@ -236,3 +236,18 @@ def test_campaign_cli_killed_mid_search_resumes(tmp_path):
   hist = json.loads(cands.read_text())
   assert len(hist) == 4 and hist[:len(killed)] == killed
   assert (wd / "report" / "report.md").exists()
+
+
+@pytest.mark.slow   # ~110 s on 2 loaded cores: meta-training compiles its outer step
+def test_campaign_meta_trains_its_rule_then_searches_with_it(tmp_path):
+  tiny = {"task_specs": ({"kind": "image_mlp", "dataset": "digits", "hidden": (8,),
+                          "batch_size": 16},),
+          "population_per_task": 2, "truncation_length": 5, "min_horizon": 10, "max_horizon": 20,
+          "num_outer_steps": 2, "checkpoint_every": 1, "eval_horizon": 10, "progress": False,
+          "num_devices": 1}
+  config = {**TINY, "budget": 1, "meta_train": {"config": None, "overrides": tiny}}
+  wd = str(tmp_path / "c")
+  out = campaign_lib.run_campaign(config, wd, stages=["rule", "search"], progress=False)
+  assert out["rule"]["source"] == os.path.abspath(os.path.join(wd, "rule"))
+  assert out["rule"]["outer_steps"] == 2 and os.path.isfile(os.path.join(wd, "rule", "metrics.jsonl"))
+  assert out["search"]["sides"]["learned"]["candidates"] == 1 and out["final"] is None

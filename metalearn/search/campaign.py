@@ -38,7 +38,7 @@ DONE = "done.json"
 DEFAULTS = {
     "name": "campaign",
     "rule": "pretrained:default",   # a rule source (metalearn.artifacts.resolve), or
-    "meta_train": None,             # {"config": "experiments/X.py", "overrides": {...}}: meta-train
+    "meta_train": None,             # {"config": PATH or None (default), "overrides": {...}}
     "dataset": "mnist5k_14",
     "space": {"mlp": {}, "cnn": {}},  # {family: kwargs}, a list of ArchFamily, or an ArchSpace
     "strategy": "evolution",        # random | evolution | tpe
