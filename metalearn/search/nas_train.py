@@ -82,14 +82,15 @@ def train_and_score(task: Task, make_tx: Callable[[jax.Array], optax.GradientTra
     nl, ns = lrs.shape[0], keys.shape[0]
     flat = (jnp.repeat(lrs, ns), keys[jnp.tile(jnp.arange(ns), nl)])
     one = lambda lk: run(lk[0], lk[1], train, val, test)
-    on_cpu = jax.default_backend() == "cpu"
-    out = jax.lax.map(one, flat) if on_cpu and task.spec.kind in ("cnn", "cnn_norm") else (
-        jax.vmap(one)(flat))
+    out = jax.lax.map(one, flat) if on_cpu and conv else jax.vmap(one)(flat)
     return jax.tree.map(lambda x: x.reshape(nl, ns), out)
 
+  # Small dense programs compile faster than they run at LLVM level 0; convolutions do not (XLA:CPU
+  # then runs them as naive loops: minutes per candidate).
   on_cpu = jax.default_backend() == "cpu"
-  options = ({"xla_backend_optimization_level": 0} if on_cpu and task.num_params() * len(lrs)
-             * len(seeds) * task.spec.batch_size * num_steps < 1e10 else None)
+  conv = task.spec.kind in ("cnn", "cnn_norm")
+  options = ({"xla_backend_optimization_level": 0} if on_cpu and not conv and task.num_params()
+             * len(lrs) * len(seeds) * task.spec.batch_size * num_steps < 1e10 else None)
   keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
   val_acc, test_acc, loss = jax.jit(grid, compiler_options=options)(
       jnp.asarray(lrs, jnp.float32), keys, train, val, task.test_data)
