@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = {"mlp": {"depths": [1, 2], "widths": [8, 16], "activations": ["relu", "tanh"]}}
 
 
-# -- tasks: accuracy and kernel size ----------------------------------------------------------------
+# -- tasks: accuracy and kernel size ---------------------------------------------------------------
 
 def test_kernel_size_is_in_the_model_and_left_out_of_default_specs():
   spec3 = TaskSpec(kind="cnn", dataset="digits", hidden=(4,))
@@ -48,7 +48,7 @@ def test_accuracy_of_classifiers_and_a_clear_error_for_others():
     quad.accuracy(quad.init(jax.random.key(0)), quad.data)
 
 
-# -- spaces -----------------------------------------------------------------------------------------
+# -- spaces ----------------------------------------------------------------------------------------
 
 def test_spaces_map_every_candidate_to_a_task_spec():
   space = ArchSpace([mlp_family(), cnn_family(), transformer_family(heads=(1, 2))])
@@ -141,10 +141,11 @@ def test_report_pareto_front_and_files(tmp_path):
   text = open(path).read()
   assert "1.00x fewer inner steps" in text and "Pareto front, adam" in text
   assert os.path.getsize(tmp_path / "pareto.png") > 1000
-  assert json.load(open(tmp_path / "summary.json"))["sides"]["learned"]["best"]["val_accuracy"] == 0.9
+  summary = json.load(open(tmp_path / "summary.json"))
+  assert summary["sides"]["learned"]["best"]["val_accuracy"] == 0.9
 
 
-# -- training candidates for real -------------------------------------------------------------------
+# -- training candidates for real ------------------------------------------------------------------
 
 def test_trainers_count_steps_and_score_on_held_out_validation():
   task = make_task(TaskSpec(kind="image_mlp", dataset="digits", hidden=(16,), batch_size=32))
@@ -162,7 +163,7 @@ def test_trainers_count_steps_and_score_on_held_out_validation():
     assert r["num_params"] == task.num_params()
 
 
-# -- campaigns --------------------------------------------------------------------------------------
+# -- campaigns -------------------------------------------------------------------------------------
 
 TINY = {"name": "tiny", "dataset": "digits", "space": SPACE, "strategy": "random", "budget": 2,
         "num_steps": 10, "batch_size": 16, "compare_adam": False, "final_steps": 10,
@@ -249,5 +250,6 @@ def test_campaign_meta_trains_its_rule_then_searches_with_it(tmp_path):
   wd = str(tmp_path / "c")
   out = campaign_lib.run_campaign(config, wd, stages=["rule", "search"], progress=False)
   assert out["rule"]["source"] == os.path.abspath(os.path.join(wd, "rule"))
-  assert out["rule"]["outer_steps"] == 2 and os.path.isfile(os.path.join(wd, "rule", "metrics.jsonl"))
+  assert out["rule"]["outer_steps"] == 2
+  assert os.path.isfile(os.path.join(wd, "rule", "metrics.jsonl"))
   assert out["search"]["sides"]["learned"]["candidates"] == 1 and out["final"] is None

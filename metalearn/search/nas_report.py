@@ -102,8 +102,8 @@ def write_nas_report(histories: dict, workdir: str, *, final: dict | None = None
   for side, h in histories.items():
     lines += [f"### Pareto front, {side}", "", "| params | val. acc. | architecture |",
               "|---|---|---|"]
-    lines += [f"| {r['num_params']:,} | {100 * r['val_accuracy']:.2f}% | `{arch_label(r['arch'])}` |"
-              for r in pareto_front(h)]
+    lines += [f"| {r['num_params']:,} | {100 * r['val_accuracy']:.2f}% | "
+              f"`{arch_label(r['arch'])}` |" for r in pareto_front(h)]
     lines.append("")
   if final:
     lines += ["## Final training of each side's best architecture", "",

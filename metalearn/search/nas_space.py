@@ -2,7 +2,7 @@
 
     space = ArchSpace([mlp_family(depths=(1, 2, 3), widths=(32, 64, 128)),
                        cnn_family(channels=((8,), (8, 16)), kernels=(3, 5))])
-    arch = space.sample(rng)          # {"family": "mlp", "depth": 2, "width": 64, "activation": ...}
+    arch = space.sample(rng)     # {"family": "mlp", "depth": 2, "width": 64, "activation": ...}
     spec = space.to_spec(arch, dataset="mnist5k_14", batch_size=64)   # a metalearn TaskSpec
     child = space.mutate(arch, rng)   # one choice changed (or, rarely, another family)
 
@@ -145,7 +145,7 @@ class ArchSpace:
     return dists
 
 
-# -- built-in families ------------------------------------------------------------------------------
+# -- built-in families -----------------------------------------------------------------------------
 
 
 def mlp_family(depths=(1, 2, 3), widths=(32, 64, 128, 256), activations=("relu", "tanh", "gelu"),

@@ -2,7 +2,7 @@
 
     trainer = Trainer.learned("pretrained:default", num_steps=300)        # no per-candidate tuning
     trainer = Trainer.adam(lrs=[1e-3, 3e-3, 1e-2, 3e-2], num_steps=300)   # an LR grid per candidate
-    out = trainer(spec)   # {"val_accuracy", "test_accuracy", "learning_rate", "steps", "num_params"}
+    out = trainer(spec)   # {"val_accuracy", "test_accuracy", "learning_rate", "steps", ...}
 
 The training split is cut in two once, with a fixed permutation: candidates train on the first part
 and are scored on the second (``validation_fraction``, default 20%), so the search never sees the
@@ -100,7 +100,7 @@ def train_and_score(task: Task, make_tx: Callable[[jax.Array], optax.GradientTra
 
 
 class Trainer:
-  """Trains one candidate ``TaskSpec`` and scores it (module docstring). ``name`` labels its side."""
+  """Trains one candidate ``TaskSpec`` and scores it (module docstring); ``name``: its side."""
 
   def __init__(self, name: str, make_tx: Callable[[jax.Array], optax.GradientTransformation],
                lrs: Sequence[float], num_steps: int, *, seeds: Sequence[int] = (0,),
