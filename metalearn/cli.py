@@ -88,9 +88,13 @@ def evaluate(argv) -> int:
   p.add_argument("--suite", required=True, help="tiny, demo, in_distribution, out_of_distribution")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", type=int, default=None, help="seeds per run (default 2)")
+  p.add_argument("--cache_dir", default=None,
+                 help="where grids of runs are cached (default WORKDIR/runs); the baselines' "
+                      "grids do not depend on the rule, so evaluations of several rules can share it")
   args = p.parse_args(argv)
   from metalearn.evaluate import run_evaluation, summary_text
-  results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds)
+  results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds,
+                           cache_dir=args.cache_dir)
   print(summary_text(results, args.workdir))
   return 0
 

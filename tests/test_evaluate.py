@@ -241,6 +241,19 @@ def test_rerun_same_optimizer_reuses_runs(evaluated):
   assert res["cache"] == {"hits": 2 * (1 + len(BASELINES)), "misses": 0}
 
 
+def test_shared_cache_dir_trains_only_the_new_rule(evaluated, tmp_path):
+  # A second rule in its own workdir, pointed at the first evaluation's cache: every baseline grid
+  # is found there and only the rule's own runs are trained.
+  other = str(tmp_path / "other")
+  assert cli.main(["evaluate", "--optimizer", "init:scaled_lopt", "--suite", "tiny", "--workdir",
+                   other, "--cache_dir", os.path.join(evaluated, "runs")]) == 0
+  with open(os.path.join(other, "results.json")) as f:
+    res = json.load(f)
+  n = len(get_suite("tiny"))
+  assert res["cache"] == {"hits": n * len(BASELINES), "misses": n}
+  assert not os.path.exists(os.path.join(other, "runs"))
+
+
 def test_other_optimizer_does_not_overwrite(evaluated):
   path = os.path.join(evaluated, "results.json")
   before = open(path).read()

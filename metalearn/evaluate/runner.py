@@ -116,13 +116,33 @@ def _analyze(grid: dict, lrs, best: int | None = None) -> tuple[dict, np.ndarray
   return entry, mean_curve
 
 
+def _common_key(item: SuiteTask, seeds: list[int]) -> dict:
+  test_batches = max(4, -(-1024 // item.spec.batch_size))
+  return {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
+          "num_steps": item.num_steps, "seeds": seeds, "test_batches": test_batches}
+
+
+def baseline_grid(item: SuiteTask, baseline, seeds: list[int], cache_dir: str,
+                  counts: dict | None = None) -> tuple[dict, str]:
+  """The grid of runs of a tuned ``baseline`` (from ``baselines.TUNED``) on a suite task: loaded
+  from ``cache_dir`` or trained and stored there. Baseline grids do not depend on the rule, so one
+  cache directory serves the evaluations of many rules (``metalearn evaluate --cache_dir``)."""
+  common = _common_key(item, seeds)
+  n = item.num_steps
+  return _cached_grid(
+      cache_dir, f"{item.id}-{baseline.name}", {**common, "baseline": baseline.name,
+                                                "lrs": baseline.lrs},
+      lambda: train_grid(make_task(item.spec), lambda lr: baseline.make_tx(lr, n), n,
+                         baseline.lrs, seeds, num_test_batches=common["test_batches"]),
+      {"hits": 0, "misses": 0} if counts is None else counts)
+
+
 def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
                    workdir: str, cache_dir: str, progress, counts: dict) -> dict:
   task = make_task(item.spec)
   n = item.num_steps
-  test_batches = max(4, -(-1024 // item.spec.batch_size))
-  common = {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
-            "num_steps": n, "seeds": seeds, "test_batches": test_batches}
+  common = _common_key(item, seeds)
+  test_batches = common["test_batches"]
   entries, curves, paths, grids = {}, {}, {}, {}
 
   progress.set_postfix_str(f"{item.id}: learned rule")
@@ -135,10 +155,7 @@ def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
   progress.update()
   for b in TUNED:
     progress.set_postfix_str(f"{item.id}: {b.name} x {len(b.lrs)} lrs")
-    grids[b.name], paths[b.name] = _cached_grid(
-        cache_dir, f"{item.id}-{b.name}", {**common, "baseline": b.name, "lrs": b.lrs},
-        lambda b=b: train_grid(task, lambda lr: b.make_tx(lr, n), n, b.lrs, seeds,
-                               num_test_batches=test_batches), counts)
+    grids[b.name], paths[b.name] = baseline_grid(item, b, seeds, cache_dir, counts)
     entries[b.name], curves[b.name] = _analyze(grids[b.name], b.lrs)
     progress.update()
   family = next(b for b in TUNED if b.name == DEFAULT.family)
