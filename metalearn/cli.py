@@ -91,10 +91,14 @@ def evaluate(argv) -> int:
   p.add_argument("--cache_dir", default=None,
                  help="where grids of runs are cached (default WORKDIR/runs); the baselines' "
                       "grids do not depend on the rule, so evaluations of several rules can share it")
+  p.add_argument("--baselines", default=None,
+                 help="comma-separated tuned baselines to compare with (default: all of "
+                      "adam,adamw,adamw_cosine,sgdm; adam is required)")
   args = p.parse_args(argv)
   from metalearn.evaluate import run_evaluation, summary_text
   results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir,
+                           baselines=args.baselines.split(",") if args.baselines else None)
   print(summary_text(results, args.workdir))
   return 0
 
