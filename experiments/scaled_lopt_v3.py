@@ -22,8 +22,8 @@ never worse than 1.5x the starting rule on any of them.
 from scaled_lopt import TRAIN, VALIDATION  # noqa: F401  (select_checkpoint reads VALIDATION)
 from scaled_lopt import get_config as base_config
 
-VALIDATION_HORIZONS = (300, 3000, 6000)
-VALIDATION_EVERY = 300
+VALIDATION_HORIZONS = (300, 3000)
+VALIDATION_EVERY = 450
 
 
 def get_config():
