@@ -117,7 +117,8 @@ def name(request):
 
 
 def test_rules_registry():
-  assert set(RULE_NAMES) == {"mlp_lopt", "hyperparam_net", "adam", "sgdm", "scaled_lopt"}
+  assert set(RULE_NAMES) == {"mlp_lopt", "hyperparam_net", "adam", "sgdm", "scaled_lopt",
+                             "hyper_lopt"}
   assert isinstance(optimizers.make_rule("mlp_lopt"), optimizers.MLPLOpt)
   with pytest.raises(ValueError, match="unknown rule 'nope'"):
     optimizers.make_rule("nope")
