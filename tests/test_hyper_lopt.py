@@ -92,7 +92,8 @@ def test_optax_contract_abstract_init_bf16_and_extras():
   assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(state))
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
   u1, s1 = jax.jit(tx.update)(grads, state, params)                        # no loss
-  u2, s2 = tx.update(grads, state, params, loss=jnp.asarray(2.0), whatever=3)  # unknown extra
+  u2, s2 = jax.jit(lambda g, s, p: tx.update(g, s, p, loss=jnp.asarray(2.0), whatever=3))(
+      grads, state, params)                                                 # unknown extra
   assert u1["w"].dtype == jnp.bfloat16 and u1["b"].dtype == jnp.float32
   assert finite((u1, s1, u2, s2)) and float(jnp.abs(u1["w"].astype(jnp.float32)).max()) > 0
   with pytest.raises(ValueError, match="params"):
