@@ -71,13 +71,22 @@ def static_features(shapes) -> np.ndarray:
   return np.asarray(rows, np.float32).reshape(len(shapes), NUM_STATIC)
 
 
-def tensor_stats(m_hat, v_hat, p_rms, d_rms):
-  """The 5 per-tensor statistics the controller reads at the next step, as finite O(1) numbers."""
+def tensor_stats(m, v, bc1, bc2, p_rms, d_rms):
+  """The 5 per-tensor statistics the controller reads at the next step, as finite O(1) numbers.
+
+  Reduced over the raw moments, bias-corrected as scalars (``m_hat = bc1 m``, ``v_hat = bc2 v``),
+  so no corrected copy of ``m`` or ``v`` is written out. Overflow (``v^2`` of gradients near
+  1e15) only saturates a clipped feature; a NaN feature reads as 0.
+  """
   tiny = 1e-30
   log = lambda x: jnp.log(jnp.maximum(x, 0.0) + tiny)
-  vc = jnp.minimum(v_hat, _BIG)   # its square stays finite in float32
-  mean_m, mean_m2 = jnp.mean(m_hat), jnp.mean(m_hat * m_hat)
-  mean_v, mean_v2 = jnp.mean(vc), jnp.mean(vc * vc)
+  # One variadic reduction: a single loop over m and v instead of one per sum.
+  zero = jnp.zeros((), jnp.float32)
+  sums = jax.lax.reduce((m, m * m, v, v * v), (zero,) * 4,
+                        lambda a, b: tuple(x + y for x, y in zip(a, b)), tuple(range(m.ndim)))
+  inv_n = 1.0 / max(m.size, 1)
+  mean_m, mean_m2 = (bc1 * inv_n) * sums[0], (bc1 * bc1 * inv_n) * sums[1]
+  mean_v, mean_v2 = (bc2 * inv_n) * sums[2], (bc2 * bc2 * inv_n) * sums[3]
   feats = jnp.stack([
       0.1 * jnp.clip(0.5 * log(mean_v), -30.0, 10.0),                     # log rms(g)
       0.25 * jnp.clip(log(mean_m2 - mean_m * mean_m) - log(mean_v), -12.0, 2.0),  # momentum noise
@@ -209,7 +218,7 @@ class HyperLOpt(base.LearnedRule):
         a = (m * bc1) * r
         d = a + mlp_correction(g * r, a, w_in, b_h, w_out, jax.nn.relu(b_h), hm)
         u, d_rms = relative_step(d, p, v, lr_k[i], wd, theta["gamma"], rule.scale_floor)
-        feats = tensor_stats(m * bc1, v * bc2, base.rms(p.astype(jnp.float32)), d_rms)
+        feats = tensor_stats(m, v, bc1, bc2, base.rms(p.astype(jnp.float32)), d_rms)
         return u, m, v, feats, jnp.isfinite(d_rms)
 
       out = [leaf(i, *args) for i, args in enumerate(zip(g_leaves, p_leaves, m_leaves, v_leaves))]
