@@ -7,12 +7,14 @@
 every task it lacks in the cache; on the shared 2-core CPU that takes hours. This script runs the
 same per-task code path for the rules (``runner._cached_grid`` under the evaluation's own cache
 key, so the grids are shared with `metalearn evaluate`) but never trains a baseline: a task whose
-tuned-Adam grid (7 rates x 2 seeds, the evaluation's key) is not in ``cache_dir`` is skipped and
-listed. Speedup and "reached" are computed by ``metrics.speedup`` exactly as in the evaluation.
+tuned-Adam grid (7 rates x 2 seeds, the evaluation's key) is not in ``cache_dir``, nor Adam at
+its tuned rate from experiments/ood_vs_tuned_adam.py (``adam_tuned``, the same curve), is skipped
+and listed. Speedup and "reached" are computed by ``metrics.speedup`` exactly as in the evaluation.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 
@@ -24,6 +26,13 @@ from metalearn.evaluate.baselines import TUNED
 from metalearn.evaluate.suites import get_suite
 from metalearn.tasks import make_task
 from metalearn.tasks.training import train_grid
+
+_spec = importlib.util.spec_from_file_location(
+    "ood_vs_tuned_adam", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                      "ood_vs_tuned_adam.py"))
+_ood = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ood)
+TUNED_ADAM_LR = _ood.TUNED_ADAM_LR   # Adam's rate tuned on the full grid, per task
 
 
 def main():
@@ -44,15 +53,26 @@ def main():
               "spec": item.spec.to_dict(), "num_steps": n, "seeds": seeds,
               "test_batches": test_batches}
     key = {**common, "baseline": adam.name, "lrs": adam.lrs}
+    lr = TUNED_ADAM_LR.get(item.id)
+    tuned_key = {**common, "baseline": adam.name, "lrs": [lr]}
     path = os.path.join(args.cache_dir, f"{item.id}-adam-{runner._key_hash(key)}.npz")
-    if not os.path.exists(path):
+    tuned_path = os.path.join(args.cache_dir, f"{item.id}-adam_tuned-{runner._key_hash(tuned_key)}.npz")
+    counts = {"hits": 0, "misses": 0}
+    if os.path.exists(path):
+      grid, _ = runner._cached_grid(args.cache_dir, f"{item.id}-adam", key, None, counts)
+      adam_entry, adam_curve = runner._analyze(grid, adam.lrs)
+      source = "full grid"
+    elif lr is not None and os.path.exists(tuned_path):
+      grid, _ = runner._cached_grid(args.cache_dir, f"{item.id}-adam_tuned", tuned_key, None,
+                                    counts)
+      adam_entry, adam_curve = runner._analyze(grid, None)
+      adam_entry["best_lr"] = lr
+      source = "tuned lr"
+    else:
       for o in args.optimizers:
         out[o]["skipped"].append(item.id)
       print(f"{item.id}: no cached tuned-Adam grid, skipped", flush=True)
       continue
-    counts = {"hits": 0, "misses": 0}
-    grid, _ = runner._cached_grid(args.cache_dir, f"{item.id}-adam", key, None, counts)
-    adam_entry, adam_curve = runner._analyze(grid, adam.lrs)
     task = make_task(item.spec)
     for o, (rule, theta, _) in rules.items():
       tx = rule.as_optax(theta, num_steps=n)
@@ -66,7 +86,7 @@ def main():
              "rule_final": entry["final_train_loss"], "adam_final": adam_entry["final_train_loss"],
              "adam_lr": adam_entry["best_lr"], "rule_test": entry["final_test_loss"],
              "adam_test": adam_entry["final_test_loss"], "rule_diverged": entry["diverged_seeds"],
-             "rule_seconds": entry["seconds"]}
+             "rule_seconds": entry["seconds"], "adam_source": source}
       out[o]["tasks"].append(row)
       print(f"{o:28s} {item.id:55s} speedup {sp:5.2f}  final {row['rule_final']:.4g} vs adam "
             f"{row['adam_final']:.4g} (lr {row['adam_lr']:.0e})  [{counts}]", flush=True)
