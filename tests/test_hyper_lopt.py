@@ -106,7 +106,7 @@ def test_state_is_two_floats_per_parameter_plus_per_tensor():
   state = rule.as_optax(rule.init_meta_params(jax.random.key(0)), num_steps=10).init(params)
   n_params = sum(p.size for p in jax.tree.leaves(params))
   n_state = sum(np.size(x) for x in jax.tree.leaves(state))
-  assert state.hidden.shape == (4, rule.hidden_size) and state.stats.shape[0] == 4
+  assert state.hidden.shape == (4, rule.hidden_size) and state.stats.shape == (4, 4)
   assert n_state <= 2 * n_params + 4 * (rule.hidden_size + state.stats.shape[1]) + 8
 
 

@@ -17,19 +17,20 @@ of ``T``:
 (the last line is ScaledLOpt's ``relative_step``, shared). Features of ``x_k``: the time
 embedding ``base.time_features`` (9), ScaledLOpt's loss features pooled over the run (trend
 ``log(ema_fast/ema_slow)`` and place between running min and max; 0 without ``loss=``), the
-tensor's static features (log fan-in, log fan-out, is-vector, is-convolution, log rank), and
-``s_k``, 5 statistics of the tensor from the previous step (0 at the first step): the log RMS of
-the gradient ``0.5 log mean(v_hat)``, the momentum's noise ratio ``log(var(m_hat) / mean(v_hat))``,
-the spread of the second moment ``log(var(v_hat) / mean(v_hat)^2)``, ``log rms(p)`` and
-``log rms(D)``. These are reduced in the same fused pass that computes ``D`` and stored per tensor,
-so the controller runs before the per-parameter pass and adds no extra pass over memory.
+tensor's static features (log fan-in, log fan-out, is-vector, is-convolution, log rank),
+``log rms(p)`` of the current parameters, and 4 statistics of the tensor from the previous step (0
+at the first step): the log RMS of the gradient ``0.5 log mean(v_hat)``, the momentum's noise
+ratio ``log(var(m_hat) / mean(v_hat))``, the spread of the second moment
+``log(var(v_hat) / mean(v_hat)^2)`` (both ratios floored at 1e-4) and ``log rms(D)``. These are
+reduced in the same pass that computes ``D`` and stored per tensor, so the controller runs before
+the per-parameter pass; the state never depends on the parameters.
 
 All tensors are stacked: ``x`` is one [num_tensors, F] array and the GRU, the mixing and the step
 head run once per step as a few small matmuls, whatever the number of tensors. The bank's output
 layers start at zero and the step head at zero, so at ``init_meta_params`` the rule *is*
 ScaledLOpt at its init: Adam with the per-tensor learning rate ``lr max(rms(p), floor)``, cosine
 decay and decoupled weight decay. The state is ``m``, ``v`` (2 floats per parameter), the GRU
-hidden state [num_tensors, H], the stored statistics [num_tensors, 5] and the loss statistics.
+hidden state [num_tensors, H], the stored statistics [num_tensors, 4] and the loss statistics.
 
 Client safety as in ScaledLOpt: a NaN/Inf gradient element counts as zero (finite ones are clipped
 to +-1e15), so it changes only its own update; if a direction still came out non-finite the whole
@@ -50,9 +51,10 @@ from metalearn.optimizers.scaled_lopt import (LossStats, _loss_features, _loss_s
                                               _loss_stats_update, _tensor_features,
                                               mlp_correction, relative_step)
 
-NUM_STATS = 5
+NUM_STATS = 4   # stored per tensor; with log rms(p), 5 dynamic features
 NUM_STATIC = 5
-NUM_FEATURES = base.NUM_TIME_FEATURES + 2 + NUM_STATIC + NUM_STATS
+NUM_FEATURES = base.NUM_TIME_FEATURES + 2 + NUM_STATIC + NUM_STATS + 1
+P_FEATURE = base.NUM_TIME_FEATURES + 2 + NUM_STATIC + 3   # the column of log rms(p) in x
 _BIG = 1e15
 
 
@@ -62,7 +64,7 @@ class HyperLOptState(NamedTuple):
   nu: optax.Updates
   loss: LossStats
   hidden: jax.Array   # [num_tensors, H] GRU state
-  stats: jax.Array    # [num_tensors, NUM_STATS] raw statistics of the previous step
+  stats: jax.Array    # [num_tensors, NUM_STATS] features of the previous step (tensor_stats)
 
 
 def static_features(shapes) -> np.ndarray:
@@ -71,29 +73,39 @@ def static_features(shapes) -> np.ndarray:
   return np.asarray(rows, np.float32).reshape(len(shapes), NUM_STATIC)
 
 
-def tensor_stats(m, v, bc1, bc2, p_rms, d_rms):
-  """The 5 per-tensor statistics the controller reads at the next step, as finite O(1) numbers.
+def tensor_stats(m, v, bc1, bc2, d_rms):
+  """The per-tensor statistics the controller reads at the next step, as finite O(1) numbers:
+  ``[log rms(g), momentum noise, second-moment spread, log rms(D)]``.
 
   Reduced over the raw moments, bias-corrected as scalars (``m_hat = bc1 m``, ``v_hat = bc2 v``),
-  so no corrected copy of ``m`` or ``v`` is written out. Overflow (``v^2`` of gradients near
-  1e15) only saturates a clipped feature; a NaN feature reads as 0.
+  in one variadic reduction, so no corrected copy of ``m`` or ``v`` is written out. The two
+  variances are differences of nearly equal sums, so their ratios are floored at 1e-4 (float32
+  cancellation noise, and exactly-zero variances of scalars, read as that floor). Overflow
+  (``v^2`` of gradients near 1e15) only saturates a clipped feature; a NaN feature reads as 0.
   """
   tiny = 1e-30
-  log = lambda x: jnp.log(jnp.maximum(x, 0.0) + tiny)
-  # One variadic reduction: a single loop over m and v instead of one per sum.
   zero = jnp.zeros((), jnp.float32)
   sums = jax.lax.reduce((m, m * m, v, v * v), (zero,) * 4,
                         lambda a, b: tuple(x + y for x, y in zip(a, b)), tuple(range(m.ndim)))
   inv_n = 1.0 / max(m.size, 1)
   mean_m, mean_m2 = (bc1 * inv_n) * sums[0], (bc1 * bc1 * inv_n) * sums[1]
   mean_v, mean_v2 = (bc2 * inv_n) * sums[2], (bc2 * bc2 * inv_n) * sums[3]
+  mv = jnp.maximum(mean_v, tiny)
+  noise = jnp.maximum((mean_m2 - mean_m * mean_m) / mv, 1e-4)
+  spread = jnp.maximum((mean_v2 - mean_v * mean_v) / (mv * mv), 1e-4)
   feats = jnp.stack([
-      0.1 * jnp.clip(0.5 * log(mean_v), -30.0, 10.0),                     # log rms(g)
-      0.25 * jnp.clip(log(mean_m2 - mean_m * mean_m) - log(mean_v), -12.0, 2.0),  # momentum noise
-      0.25 * jnp.clip(log(mean_v2 - mean_v * mean_v) - 2 * log(mean_v), -12.0, 8.0),  # v spread
-      0.25 * jnp.clip(log(p_rms), -12.0, 3.0),
-      0.25 * jnp.clip(log(d_rms), -12.0, 3.0)])
+      0.1 * jnp.clip(0.5 * jnp.log(mv), -30.0, 10.0),       # log rms(g)
+      # var(m_hat) / mean(v_hat), centred at e^-2 (it is ~1 at the first step: a feature at 0
+      # there would carry only rounding noise, relative to itself).
+      0.25 * jnp.clip(jnp.log(noise) + 2.0, -7.3, 4.0),
+      0.25 * jnp.clip(jnp.log(spread), -9.3, 8.0),          # var(v_hat) / mean(v_hat)^2
+      0.25 * jnp.clip(jnp.log(d_rms + tiny), -12.0, 3.0)])
   return jnp.where(jnp.isnan(feats), 0.0, feats)
+
+
+def param_feature(p_rms):
+  """``log rms(p)``: read from the current parameters (never stored in the state)."""
+  return 0.25 * jnp.clip(jnp.log(p_rms + 1e-30), -12.0, 3.0)
 
 
 def gru(theta, x, h):
@@ -160,7 +172,8 @@ class HyperLOpt(base.LearnedRule):
         "log_lr": f(np.log(self.init_lr)),
         "log_wd": f(np.log(self.init_wd)),
         "gamma": f(self.init_gamma),
-        "gru_w": normal(keys[0], (nf, 3 * hs), 1 / np.sqrt(nf)),
+        # The row of log rms(p) starts at zero: at init the state does not depend on the params.
+        "gru_w": normal(keys[0], (nf, 3 * hs), 1 / np.sqrt(nf)).at[P_FEATURE].set(0.0),
         "gru_u": normal(keys[1], (hs, 3 * hs), 1 / np.sqrt(hs)),
         "gru_b": jnp.zeros((3 * hs,), jnp.float32),
         "w_mix": normal(keys[2], (hs, k), 0.3),
@@ -197,9 +210,12 @@ class HyperLOpt(base.LearnedRule):
       frac = base.fraction_done(state.count, num_steps)
       stats = _loss_stats_update(state.loss, loss)
       glob = jnp.concatenate([base.time_features(frac), _loss_features(stats)])
+      p_rms = [base.rms(p.astype(jnp.float32)) for p in p_leaves]
+      prev = jnp.where(state.count > 0, state.stats, 0.0)
       x = jnp.concatenate([jnp.broadcast_to(glob, (n, glob.shape[0])),
                            jnp.asarray(static_features([g.shape for g in g_leaves])),
-                           jnp.where(state.count > 0, state.stats, 0.0)], axis=1)
+                           prev[:, :3], param_feature(jnp.stack(p_rms)).reshape(n, 1),
+                           prev[:, 3:]], axis=1)
       hidden, mlps, log_step = controller(theta, x, state.hidden, hm)
       lr = jnp.exp(theta["log_lr"])
       if rule.cosine:
@@ -218,7 +234,7 @@ class HyperLOpt(base.LearnedRule):
         a = (m * bc1) * r
         d = a + mlp_correction(g * r, a, w_in, b_h, w_out, jax.nn.relu(b_h), hm)
         u, d_rms = relative_step(d, p, v, lr_k[i], wd, theta["gamma"], rule.scale_floor)
-        feats = tensor_stats(m, v, bc1, bc2, base.rms(p.astype(jnp.float32)), d_rms)
+        feats = tensor_stats(m, v, bc1, bc2, d_rms)
         return u, m, v, feats, jnp.isfinite(d_rms)
 
       out = [leaf(i, *args) for i, args in enumerate(zip(g_leaves, p_leaves, m_leaves, v_leaves))]
