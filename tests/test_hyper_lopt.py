@@ -210,3 +210,12 @@ def test_save_and_load_round_trip(tmp_path):
   assert rule2 == rule and info["recipe"] == "test"
   for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta2)):
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_shipped_hyper_lopt_is_this_rule():
+  import metalearn as ml
+  rule, theta, info = ml.pretrained_rule("hyper_lopt")
+  assert isinstance(rule, HyperLOpt) and info["recipe"] == "experiments/hyper_lopt.py"
+  tx = ml.pretrained("hyper_lopt", num_steps=NUM_STEPS)
+  out, state, _ = run(tx, make_params(), 3, loss=jnp.asarray(1.0))
+  assert finite((out, state))
