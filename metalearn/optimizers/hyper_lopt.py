@@ -78,18 +78,15 @@ def tensor_stats(m, v, bc1, bc2, d_rms):
   ``[log rms(g), momentum noise, second-moment spread, log rms(D)]``.
 
   Reduced over the raw moments, bias-corrected as scalars (``m_hat = bc1 m``, ``v_hat = bc2 v``),
-  in one variadic reduction, so no corrected copy of ``m`` or ``v`` is written out. The two
+  so no corrected copy of ``m`` or ``v`` is written out. The two
   variances are differences of nearly equal sums, so their ratios are floored at 1e-4 (float32
   cancellation noise, and exactly-zero variances of scalars, read as that floor). Overflow
   (``v^2`` of gradients near 1e15) only saturates a clipped feature; a NaN feature reads as 0.
   """
   tiny = 1e-30
-  zero = jnp.zeros((), jnp.float32)
-  sums = jax.lax.reduce((m, m * m, v, v * v), (zero,) * 4,
-                        lambda a, b: tuple(x + y for x, y in zip(a, b)), tuple(range(m.ndim)))
-  inv_n = 1.0 / max(m.size, 1)
-  mean_m, mean_m2 = (bc1 * inv_n) * sums[0], (bc1 * bc1 * inv_n) * sums[1]
-  mean_v, mean_v2 = (bc2 * inv_n) * sums[2], (bc2 * bc2 * inv_n) * sums[3]
+  # Plain reductions (not one variadic lax.reduce, which GSPMD all-gathers on sharded tensors).
+  mean_m, mean_m2 = bc1 * jnp.mean(m), (bc1 * bc1) * jnp.mean(m * m)
+  mean_v, mean_v2 = bc2 * jnp.mean(v), (bc2 * bc2) * jnp.mean(v * v)
   mv = jnp.maximum(mean_v, tiny)
   noise = jnp.maximum((mean_m2 - mean_m * mean_m) / mv, 1e-4)
   spread = jnp.maximum((mean_v2 - mean_v * mean_v) / (mv * mv), 1e-4)
