@@ -78,10 +78,10 @@ def tensor_stats(m, v, bc1, bc2, d_rms):
   ``[log rms(g), momentum noise, second-moment spread, log rms(D)]``.
 
   Reduced over the raw moments, bias-corrected as scalars (``m_hat = bc1 m``, ``v_hat = bc2 v``),
-  so no corrected copy of ``m`` or ``v`` is written out. The two
-  variances are differences of nearly equal sums, so their ratios are floored at 1e-4 (float32
-  cancellation noise, and exactly-zero variances of scalars, read as that floor). Overflow
-  (``v^2`` of gradients near 1e15) only saturates a clipped feature; a NaN feature reads as 0.
+  so no corrected copy of ``m`` or ``v`` is written out. The two variances are differences of
+  nearly equal sums, so their ratios are floored at 1e-4 (float32 cancellation noise, and the
+  exactly-zero variance of a scalar, read as that floor). Overflow (``v^2`` of gradients near
+  1e15) only saturates a clipped feature; a NaN feature reads as 0.
   """
   tiny = 1e-30
   # Plain reductions (not one variadic lax.reduce, which GSPMD all-gathers on sharded tensors).
