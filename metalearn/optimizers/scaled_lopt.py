@@ -101,6 +101,41 @@ def _tensor_features(shape) -> list[float]:
           1.0 if len(shape) < 2 else -1.0, 1.0 if len(shape) >= 3 else -1.0]
 
 
+def mlp_correction(fg, fa, w_in, b_h, w_out, relu_b, hidden_size):
+  """``mlp([g r, a]) - mlp(0)``: the learned per-element correction to Adam's direction ``a``.
+
+  Written out per hidden unit as elementwise arithmetic (one fused loop, no skinny matmul);
+  ``w_in`` [2, h], ``b_h``, ``w_out`` and ``relu_b = relu(b_h)`` [h] may be per-tensor tracers.
+  """
+  fg, fa = jnp.clip(fg, -5.0, 5.0), jnp.clip(fa, -5.0, 5.0)
+  corr = 0.0
+  for j in range(hidden_size):
+    # relu(pre) - relu(b) is exactly 0 for zero features, whatever the rounding.
+    act = jax.nn.relu(fg * w_in[0, j] + fa * w_in[1, j] + b_h[j]) - relu_b[j]
+    corr = corr + act * w_out[j]
+  return corr
+
+
+def relative_step(d, p, v, lr_k, wd, gamma, floor):
+  """``(u, rms(d))``: the per-tensor normalised, parameter-relative step of direction ``d``.
+
+  ``u = -lr_k * max(rms(p), floor) * n * d - lr_k * wd * [v > 0] * p`` with the normalisation
+  ``n = exp(gamma * clip(log rms(d), -8, 1)) / rms(d)``; ``gamma=None`` skips it (n = 1) and
+  ``floor=None`` the parameter scale (1). Decay only touches elements that have seen a gradient
+  (``v > 0``), so unused rows stay exactly put.
+  """
+  d_rms = jnp.sqrt(jnp.mean(d * d))
+  if gamma is not None:
+    log_d = jnp.clip(jnp.log(d_rms + 1e-30), -8.0, 1.0)
+    inv = jnp.exp(gamma * log_d) / (d_rms + 1e-12)
+  else:
+    inv = 1.0
+  pf = p.astype(jnp.float32)
+  scale = jnp.maximum(base.rms(pf), floor) if floor is not None else 1.0
+  u = -(lr_k * scale * inv) * d - jnp.where(v > 0, lr_k * wd, 0.0) * pf
+  return u, d_rms
+
+
 @dataclasses.dataclass(frozen=True)
 class ScaledLOpt(base.LearnedRule):
   """Parameter-scaled, per-tensor normalised learned optimizer (math in the module docstring)."""
@@ -185,30 +220,17 @@ class ScaledLOpt(base.LearnedRule):
         a = (m * bc1) * r
         d = a
         if use_mlp:
-          fg, fa = jnp.clip(g * r, -5.0, 5.0), jnp.clip(a, -5.0, 5.0)
-          corr = 0.0
-          for j in range(rule.hidden_size):  # unrolled: one fused elementwise loop
-            # relu(pre) - relu(b) is exactly 0 for zero features, whatever the rounding.
-            act = jax.nn.relu(fg * w_in[0, j] + fa * w_in[1, j] + b_h[j]) - relu_b[j]
-            corr = corr + act * w_out[j]
-          d = a + corr
+          d = a + mlp_correction(g * r, a, w_in, b_h, w_out, relu_b, rule.hidden_size)
         return d, m, v
 
       def leaf(g, p, m, v):
         d, m, v = direction(g, m, v)
-        d_rms = jnp.sqrt(jnp.mean(d * d))
         tensor_feats = jnp.asarray(_tensor_features(g.shape), jnp.float32)
         c = ctrl_global + jnp.dot(tensor_feats, theta["w_ctrl"][n_g:])
         lr_k = lr * jnp.exp(jnp.clip(c, -8.0, 2.0))
-        if rule.normalize:
-          log_d = jnp.clip(jnp.log(d_rms + 1e-30), -8.0, 1.0)
-          inv = jnp.exp(theta["gamma"] * log_d) / (d_rms + 1e-12)
-        else:
-          inv = 1.0
-        pf = p.astype(jnp.float32)
-        scale = jnp.maximum(base.rms(pf), rule.scale_floor) if rule.relative else 1.0
-        # Decay only elements that have seen a gradient (v > 0): unused rows stay exactly put.
-        u = -(lr_k * scale * inv) * d - jnp.where(v > 0, lr_k * wd, 0.0) * pf
+        gamma = theta["gamma"] if rule.normalize else None
+        u, d_rms = relative_step(d, p, v, lr_k, wd, gamma,
+                                 rule.scale_floor if rule.relative else None)
         return u, m, v, jnp.isfinite(d_rms)
 
       # Per leaf by hand: the params' own containers may be tuples, so no is_leaf trick.
