@@ -3,10 +3,9 @@
 A population of 8 MLPLOpt rules at random meta-parameters (the rule's init plus N(0, 1) on every
 meta-parameter), each meta-trained with antithetic ES on small MLP / linear-regression tasks; every
 member's meta-gradient is applied by the rule of the previous generation's best member (no Adam in
-any loop). Every 20 outer steps: fitness on held-out meta-validation tasks (other datasets, shapes
+any loop). Every 200 outer steps: fitness on held-out meta-validation tasks (other datasets, shapes
 and kinds), then PBT (bottom quarter copies the top quarter and perturbs). Sized for the shared
-2-core CPU (one generation is about 3 minutes there; see docs/self_improvement.md for the measured
-time).
+2-core CPU (about a minute per generation there; see docs/self_improvement.md for the measured time).
 
     metalearn self-improve --config experiments/self_improve.py --workdir runs/self_improve
     # the control (same compute, meta-optimizer fixed to Adam):
@@ -40,15 +39,15 @@ def get_config():
   c.name = "self_improve"
   c.rule = "mlp_lopt"
   c.task_specs = tuple(TRAIN)
-  c.population_per_task = 2
+  c.population_per_task = 4
   c.truncation_length = 10
   c.min_horizon = 50
   c.max_horizon = 300
   c.estimator = "es"
   c.es_sigma = 0.01
   c.population_size = 8
-  c.num_generations = 4
-  c.generation_steps = 20
+  c.num_generations = 10
+  c.generation_steps = 200
   c.init = "random"
   c.init_scale = 1.0
   c.meta_optimizer = "best"

@@ -79,7 +79,11 @@ class Population:
     self.inner_steps_per_outer = (self.size * len(self.tasks) * config.population_per_task
                                   * config.truncation_length * self.estimator.runs_per_member)
     self._pop, self._rep = parallel.population_sharding(mesh), parallel.replicated(mesh)
-    self._step_fn = self._fitness_fn = self._exploit_fn = None
+    self._step_fn = self._fitness_fn = None
+    # These programs are small and run for seconds; on CPU, LLVM's optimisations of them cost
+    # more (a minute or more per program) than they save.
+    self._jit_options = ({"xla_backend_optimization_level": 0}
+                         if jax.default_backend() == "cpu" else None)
 
   # -- the meta-optimizer ------------------------------------------------------------------------
   def outer_tx(self, meta_theta) -> optax.GradientTransformation:
@@ -125,7 +129,8 @@ class Population:
 
   def init_members(self):
     key = jax.random.fold_in(jax.random.key(self.config.seed), 0)
-    return jax.jit(self._init_all, out_shardings=self._pop)(key, self.datas)
+    return jax.jit(self._init_all, out_shardings=self._pop,
+                   compiler_options=self._jit_options)(key, self.datas)
 
   # -- one outer step of every member ------------------------------------------------------------
   def _member_step(self, member, meta_theta, datas, key):
@@ -161,7 +166,7 @@ class Population:
     """One outer step of every member; returns (members, per-member meta-loss). Donates members."""
     if self._step_fn is None:
       self._step_fn = jax.jit(self._step, out_shardings=(self._pop, self._pop),
-                              donate_argnums=(0,))
+                              donate_argnums=(0,), compiler_options=self._jit_options)
     key = jax.random.fold_in(jax.random.key(self.config.seed), 1_000_000 + step)
     return self._step_fn(members, meta_theta, self.datas, key)
 
@@ -196,7 +201,8 @@ class Population:
   def fitness(self, thetas) -> np.ndarray:
     """[P] fitness of the members' rules (lower is better; see ``fitness_of_losses``)."""
     if self._fitness_fn is None:
-      self._fitness_fn = jax.jit(self._fitness, out_shardings=self._rep)
+      self._fitness_fn = jax.jit(self._fitness, out_shardings=self._rep,
+                                 compiler_options=self._jit_options)
     return np.asarray(jax.device_get(self._fitness_fn(thetas, self.val_datas)), np.float64)
 
   # -- PBT: exploit and explore ------------------------------------------------------------------
@@ -214,23 +220,24 @@ class Population:
     parents[order[self.size - n:]] = order[:n][rng.integers(0, n, n)]
     return parents
 
-  def _exploit(self, members, parents, key):
-    copied = parents != jnp.arange(self.size)
-    members = jax.tree.map(lambda x: x[parents], members)
-    noise = optax.tree.random_like(key, members["theta"], jax.random.normal, jnp.float32)
-    sigma = self.config.explore_sigma
-    theta = jax.tree.map(
-        lambda t, n: t + jnp.where(copied.reshape((-1,) + (1,) * (t.ndim - 1)), sigma * n, 0.0),
-        members["theta"], noise)
-    return {**members, "theta": theta}
-
   def exploit_explore(self, members, parents: np.ndarray, generation: int):
     """Copied members take their parent's theta, meta-optimizer state and inner runs, then their
-    theta is perturbed by ``explore_sigma`` x N(0, 1) per element; the others are unchanged."""
-    if self._exploit_fn is None:
-      self._exploit_fn = jax.jit(self._exploit, out_shardings=self._pop, donate_argnums=(0,))
-    key = jax.random.fold_in(jax.random.key(self.config.seed + 2), generation)
-    return self._exploit_fn(members, jnp.asarray(parents, jnp.int32), key)
+    theta is perturbed by ``explore_sigma`` x N(0, 1) per element; the others are unchanged.
+
+    Done on the host (the members are small): a gather over every leaf compiles slowly on CPU.
+    """
+    parents = np.asarray(parents)
+    copied = parents != np.arange(self.size)
+    members = jax.tree.map(lambda x: np.asarray(x)[parents], jax.device_get(members))
+    rng = np.random.default_rng([self.config.seed, 2, generation])
+    sigma = np.float32(self.config.explore_sigma)
+
+    def explore(t):
+      noise = rng.standard_normal(t.shape).astype(t.dtype)
+      return t + np.where(copied.reshape((-1,) + (1,) * (t.ndim - 1)), sigma * noise, 0)
+
+    members["theta"] = jax.tree.map(explore, members["theta"])
+    return jax.device_put(members, self._pop)
 
   def member_theta(self, members, index: int):
     """One member's meta-parameters as host numpy arrays."""
