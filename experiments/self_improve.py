@@ -29,9 +29,11 @@ VALIDATION = [
     {"kind": "quadratic", "dim": 24, "seed": 5, "batch_size": 8},
 ]
 
-# Held-out evaluation in the report (a subset of the out_of_distribution suite, cheap on CPU).
-HELDOUT = ("tabular_mlp_wine_32_tanh_b16@300", "tabular_mlp_breast_cancer_64x64_relu_b32@500",
-           "linreg_d32_s0@1000")
+# Held-out evaluation in the report: a subset of the out_of_distribution suite that is cheap on
+# CPU and whose losses have a floor above zero (on the small tabular tasks tuned Adam drives the
+# training loss to ~1e-4, where a ratio to it says little).
+HELDOUT = ("linreg_d32_s0@1000", "autoencoder_mnist5k_14_128x32_relu_b64@1000",
+           "char_lm_pychars_L2_d32_T32_b16@1000")
 
 
 def get_config():
