@@ -3,7 +3,7 @@
 A population of 8 MLPLOpt rules at random meta-parameters (the rule's init plus N(0, 1) on every
 meta-parameter), each meta-trained with antithetic ES on small MLP / linear-regression tasks; every
 member's meta-gradient is applied by the rule of the previous generation's best member (no Adam in
-any loop). Every 200 outer steps: fitness on held-out meta-validation tasks (other datasets, shapes
+any loop). Every 300 outer steps: fitness on held-out meta-validation tasks (other datasets, shapes
 and kinds), then PBT (bottom quarter copies the top quarter and perturbs). Sized for the shared
 2-core CPU (about a minute per generation there; see docs/self_improvement.md for the measured time).
 
@@ -49,7 +49,7 @@ def get_config():
   c.es_sigma = 0.01
   c.population_size = 8
   c.num_generations = 10
-  c.generation_steps = 200
+  c.generation_steps = 300
   c.init = "random"
   c.init_scale = 1.0
   c.meta_optimizer = "best"
