@@ -115,15 +115,18 @@ def test_generations_lineage_and_resume(tmp_path):
     si.self_improve(tiny_config(num_generations=3, explore_sigma=0.5), wd, mesh=mesh)
 
 
-def test_adam_control_and_report(tmp_path):
+@pytest.mark.parametrize("mode", ["adam", "own"])
+def test_control_modes_and_report(mode, tmp_path):
   wd = str(tmp_path / "control")
-  si.self_improve(tiny_config(meta_optimizer="adam", num_generations=1), wd,
+  si.self_improve(tiny_config(meta_optimizer=mode, num_generations=1), wd,
                   mesh=parallel.make_mesh(2))
-  assert {x["trained_by"] for x in lineage(wd) if x["generation"] == 1} == {"adam"}
+  recs = lineage(wd)
+  assert {x["trained_by"] for x in recs if x["generation"] == 1} == {mode}
+  assert all(np.isfinite(x["fitness"]) for x in recs)
   from metalearn.evaluate import generations
   report = generations.write_generations_report(wd, evaluate=False)
   text = open(report).read()
-  assert "| 1 | adam |" in text
+  assert f"| 1 | {mode} |" in text
   for png in ("fitness.png", "lineage.png"):
     assert os.path.getsize(os.path.join(wd, "plots", png)) > 1000
 

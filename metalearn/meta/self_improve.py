@@ -43,6 +43,7 @@ from metalearn.checkpoint import Checkpointer
 from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
+from metalearn.meta.train import check_workdir
 
 LINEAGE = "lineage.jsonl"
 GENERATIONS = "generations"
@@ -147,7 +148,6 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
   """Runs (or resumes) self-improvement to ``num_generations`` in ``workdir`` (module doc)."""
   mesh = mesh or parallel.make_mesh(config.num_devices or None)
   validate(config, mesh.devices.size)
-  from metalearn.meta.train import check_workdir
   check_workdir(workdir)
   pop = Population(config, mesh)
   cfg_json = config_lib.to_json(config)
