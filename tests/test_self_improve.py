@@ -187,3 +187,15 @@ def test_cli_sigkill_and_rerun_records_each_generation_once(tmp_path):
                   mesh=parallel.make_mesh(1), progress=False)
   np.testing.assert_allclose([x["fitness"] for x in recs], [x["fitness"] for x in lineage(ref_wd)],
                              rtol=1e-5, atol=1e-6)
+
+
+def test_random_init_differs_from_the_adam_like_init():
+  mesh = parallel.make_mesh(2)
+  key = jax.random.key(3)
+  like = Population(tiny_config(init="adam_like"), mesh)
+  rand = Population(tiny_config(init="random", init_scale=1.0), mesh)
+  ref = like.rule.init_meta_params(jax.random.split(key)[0])
+  for a, b in zip(jax.tree.leaves(like._init_theta(key)), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(rand._init_theta(key)), jax.tree.leaves(ref)):
+    assert np.all(np.abs(np.asarray(a) - np.asarray(b)) > 0)
