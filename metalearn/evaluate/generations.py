@@ -227,3 +227,35 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
   out = os.path.join(directory, "report.md")
   files.write_text(out, "\n".join(lines))
   return out
+
+
+def plot_comparison(runs: dict[str, str], path: str) -> None:
+  """Best and median fitness, and the held-out score, per generation of several workdirs
+  ({label: directory}, e.g. a self-improvement run and its Adam control) side by side."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+  for i, (label, d) in enumerate(runs.items()):
+    gens = by_generation(read_lineage(d))
+    xs = list(gens)
+    a1.plot(xs, [min(r["fitness"] for r in gens[g]) for g in xs], "o-", color=f"C{i}",
+            label=f"{label}: best")
+    a1.plot(xs, [float(np.median([r["fitness"] for r in gens[g]])) for g in xs], "s--",
+            color=f"C{i}", alpha=0.6, label=f"{label}: median")
+    scores = {}
+    for g in xs:
+      p = os.path.join(d, HELDOUT, f"gen_{g:03d}", "results.json")
+      if os.path.isfile(p):
+        with open(p) as f:
+          scores[g] = heldout_score(json.load(f))[0]
+    a2.plot(list(scores), [np.nan if v is None else v for v in scores.values()], "o-",
+            color=f"C{i}", label=label)
+  a1.set(xlabel="generation", ylabel="meta-validation fitness (lower is better)")
+  a2.set(xlabel="generation", ylabel="held-out: median final loss / tuned Adam's", yscale="log")
+  a2.axhline(1.0, color="k", ls="--", lw=1)
+  a1.legend(fontsize=8)
+  a2.legend(fontsize=8)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
