@@ -199,3 +199,12 @@ def test_random_init_differs_from_the_adam_like_init():
     np.testing.assert_array_equal(a, b)
   for a, b in zip(jax.tree.leaves(rand._init_theta(key)), jax.tree.leaves(ref)):
     assert np.all(np.abs(np.asarray(a) - np.asarray(b)) > 0)
+
+
+def test_recipe_loads_and_validates():
+  config = si.load_config(os.path.join(REPO, "experiments", "self_improve.py"))
+  si.validate(config, 1)
+  assert config.init == "random" and config.meta_optimizer == "best"
+  from metalearn.evaluate import get_suite
+  ids = {t.id for t in get_suite(config.heldout_suite)}
+  assert set(config.heldout_tasks) <= ids
