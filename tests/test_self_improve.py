@@ -208,3 +208,18 @@ def test_recipe_loads_and_validates():
   from metalearn.evaluate import get_suite
   ids = {t.id for t in get_suite(config.heldout_suite)}
   assert set(config.heldout_tasks) <= ids
+
+
+def test_run_evaluation_rejects_unknown_task_ids(tmp_path):
+  from metalearn.evaluate import run_evaluation
+  with pytest.raises(ValueError, match="not in suite 'tiny'"):
+    run_evaluation("init:sgdm", "tiny", str(tmp_path / "bad"), task_ids=["nope@1"])
+
+
+@pytest.mark.slow
+def test_run_evaluation_on_a_subset_of_a_suite(tmp_path):
+  from metalearn.evaluate import get_suite, run_evaluation
+  first = get_suite("tiny")[0].id
+  res = run_evaluation("init:sgdm", "tiny", str(tmp_path / "ok"), seeds=1, progress=False,
+                       task_ids=[first])
+  assert [t["id"] for t in res["tasks"]] == [first] and res["complete"]
