@@ -209,9 +209,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       done = 0
     for g in range(done + 1, config.num_generations + 1):
       prev = _best_of(lineage, g - 1)
-      trained_by = ("adam" if config.meta_optimizer == "adam" else "own"
-                    if config.meta_optimizer == "own" else
-                    {"generation": g - 1, "member": prev["member"]})
+      trained_by = (config.meta_optimizer if config.meta_optimizer in ("adam", "own")
+                    else {"generation": g - 1, "member": prev["member"]})
       # Each member's parent in g-1 is the member whose state it took at the exploit.
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
