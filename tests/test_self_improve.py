@@ -155,7 +155,7 @@ def test_cli_sigkill_and_rerun_records_each_generation_once(tmp_path):
       "  c = default_config()\n"
       f"  c.rule, c.task_specs, c.eval_tasks = 'sgdm', {TRAIN!r}, {VALID!r}\n"
       "  c.population_per_task, c.truncation_length, c.min_horizon, c.max_horizon = 1, 5, 10, 20\n"
-      "  c.population_size, c.num_generations, c.generation_steps = 2, 6, 30\n"
+      "  c.population_size, c.num_generations, c.generation_steps = 2, 6, 200\n"
       "  c.fitness_horizon, c.fitness_seeds, c.exploit_fraction = 10, 1, 0.5\n"
       "  return c\n")
   wd = tmp_path / "run"
