@@ -13,6 +13,7 @@ metalearn report     DIR
 metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)
 metalearn search     --config experiments/search_NAME.py --workdir DIR [--storage URL]
                      [--sampler tpe|cmaes|random|grid] [--trials N]   (HPO with Optuna, or PBT)
+metalearn self-improve --config experiments/self_improve.py --workdir DIR [--config.KEY=VALUE ...]
 metalearn --version
 
 Every command compiles through JAX's persistent compilation cache in ~/.cache/metalearn/jax (set
@@ -139,8 +140,29 @@ def search(argv) -> int:
   return 0
 
 
+def self_improve(argv) -> int:
+  argv, flags = _split_config_flags(argv)
+  p = argparse.ArgumentParser(prog="metalearn self-improve")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--config", default=None, help="Python file with get_config(); default if omitted")
+  args = p.parse_args(argv)
+  from metalearn.meta import config as config_lib
+  from metalearn.meta import self_improve as si
+  config = si.load_config(args.config)
+  config_lib.apply_flags(config, flags)
+  result = si.self_improve(config, args.workdir)
+  if result.preempted:
+    print(f"preempted ({result.signal}) after generation {result.generation} in {args.workdir}; "
+          "run the same command to resume.")
+    return SIGNAL_CODES.get(result.signal, 143)
+  print(f"self-improvement done: generation {result.generation}, best fitness "
+        f"{result.best_fitness:.4g}.\n  lineage: {os.path.join(args.workdir, si.LINEAGE)}\n"
+        f"  next: metalearn report {args.workdir}")
+  return 0
+
+
 COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "demo": demo,
-            "search": search}
+            "search": search, "self-improve": self_improve}
 
 
 def main(argv=None) -> int:

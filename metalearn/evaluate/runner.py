@@ -213,7 +213,7 @@ def select_baselines(names=None) -> tuple:
 
 def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None = None, *,
                    cache_dir: str | None = None, progress: bool = True,
-                   baselines=None) -> dict:
+                   baselines=None, task_ids=None) -> dict:
   """Evaluates ``optimizer`` on ``suite`` against tuned baselines; writes ``workdir/results.json``.
 
   ``optimizer`` is ``pretrained:NAME``, ``init:RULE``, a meta-train workdir or a ``.safetensors``
@@ -221,11 +221,19 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
   ``cache_dir`` (default ``workdir/runs``). Refuses to replace a results.json of another optimizer
   or suite; a workdir that is a file, not writable or full raises ``files.WorkdirError`` before
   any training. ``baselines`` limits the tuned baselines to these names (default: all of
-  ``BASELINES``; ``adam`` is required), to save compute. Returns the results dict (``summary.summary_text`` turns it into a few lines).
+  ``BASELINES``; ``adam`` is required), to save compute. ``task_ids`` (ids of the suite's tasks,
+  e.g. ``"linreg_d32_s0@1000"``) evaluates only those. Returns the results dict
+  (``summary.summary_text`` turns it into a few lines).
   """
   from tqdm.auto import tqdm
   items = get_suite(suite)
   tuned = select_baselines(baselines)
+  if task_ids:
+    unknown = sorted(set(task_ids) - {t.id for t in items})
+    if unknown:
+      raise ValueError(f"task ids {unknown} are not in suite {suite!r}; its ids: "
+                       f"{[t.id for t in items]}.")
+    items = [t for t in items if t.id in set(task_ids)]
   seeds = DEFAULT_SEEDS if seeds is None else seeds
   if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
     raise ValueError(f"seeds must be a positive integer (runs per configuration), got {seeds!r}.")
