@@ -82,6 +82,7 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--models", default=",".join(MODELS))
   p.add_argument("--json", default=None)
+  p.add_argument("--rules", default="", help="comma-separated subset of the rules (adamw always)")
   args = p.parse_args(argv)
   rules = {
       "adamw": lambda: optax.adamw(1e-3),
@@ -90,10 +91,15 @@ def main(argv=None):
       "HyperparamNet": lambda: ml.optimizers.HyperparamNet().as_optax(
           ml.optimizers.HyperparamNet().init_meta_params(jax.random.key(0)), num_steps=1000),
   }
+  rules["HyperLOpt"] = lambda: ml.optimizers.HyperLOpt().as_optax(
+      ml.optimizers.HyperLOpt().init_meta_params(jax.random.key(0)), num_steps=1000)
   try:
     rules["pretrained:default"] = lambda: ml.pretrained("default", num_steps=1000)
   except Exception:
     pass
+  if args.rules:
+    keep = {"adamw", *args.rules.split(",")}
+    rules = {k: v for k, v in rules.items() if k in keep}
   results = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
              "models": {}}
   for mname in args.models.split(","):

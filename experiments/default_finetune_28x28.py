@@ -1,4 +1,4 @@
-"""Experiment: fine-tune the shipped `default` rule on a distribution that includes 28×28 inputs.
+"""Experiment: fine-tune the 0.1 `default` rule (MLPLOpt, now `default_v1`) on 28×28 inputs too.
 
 Why: out of distribution, `pretrained("default")` loses to tuned Adam on wide MLPs and autoencoders
 whose tuned learning rate is 1e-3; its meta-training tasks (8×8 and 14×14 inputs) taught it larger
@@ -18,7 +18,7 @@ def get_config():
   c = base_config()
   c.name = "default_finetune_28x28"
   c.rule = "mlp_lopt"
-  c.init_theta = "pretrained:default"
+  c.init_theta = "pretrained:default_v1"   # the MLPLOpt default of 0.1 (`default` until 0.2.0)
   c.family_kwargs = {"image_mlp": {"datasets": ["digits", "mnist5k_8", "mnist5k_14", "mnist5k"],
                                    "widths": [16, 256], "depths": [1, 3],
                                    "batch_sizes": [32, 64, 128]}}

@@ -5,8 +5,11 @@
 Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for each of the
 recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon) with 2 seeds, by one compiled program per task that takes theta as an
 argument, so scoring N checkpoints costs one compile per task. The score of a checkpoint is the
-mean over tasks of log(mean training loss over the last 10% of steps); the initial meta-parameters
-are scored too, as step 0. The lowest score is exported with ``save_rule``.
+mean over tasks of log(mean training loss over the last 10% of steps); the run's starting
+meta-parameters (``init_theta`` if the recipe sets it, else the rule's init) are scored too, as
+step 0. With ``--gate R``, only checkpoints whose loss is at most R times the start's on *every*
+validation task may be picked (a mean can hide a collapse on one family; the 0.2.0 selection
+picked such a checkpoint). The lowest score among those is exported with ``save_rule``.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from etils import epath
 from metalearn.checkpoint import Checkpointer
 from metalearn.tasks.training import _run
 from metalearn.meta import config as config_lib
+from metalearn.meta.step import load_init_theta
 from metalearn.optimizers import make_rule
 from metalearn.optimizers.serialization import save_rule
 from metalearn.tasks import TaskSpec, make_task
@@ -61,16 +65,20 @@ def main():
   p.add_argument("workdir")
   p.add_argument("out")
   p.add_argument("--config", default="experiments/scaled_lopt.py")
+  p.add_argument("--gate", type=float, default=None,
+                 help="eligible checkpoints are at most GATE x the start's loss on every task")
   args = p.parse_args()
   spec = importlib.util.spec_from_file_location("recipe", args.config)
   recipe = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(recipe)
   config = config_lib.load_config(args.config)
   rule = make_rule(config.rule, **dict(config.rule_kwargs))
-  thetas = {0: rule.init_meta_params(jax.random.key(config.seed))}
+  start = (load_init_theta(config, rule) if config.init_theta
+           else rule.init_meta_params(jax.random.key(config.seed)))
+  thetas = {0: jax.tree.map(jnp.asarray, start)}
   every = getattr(recipe, "VALIDATION_EVERY", 1)
   kept = checkpoint_thetas(args.workdir, rule)
-  thetas.update({s: t for s, t in kept.items() if s % every == 0 or s == max(kept)})
+  thetas.update({s: t for s, t in kept.items() if s > 0 and (s % every == 0 or s == max(kept))})
   scores = {s: [] for s in thetas}
   t0 = time.time()
   horizons = getattr(recipe, "VALIDATION_HORIZONS", (config.eval_horizon,))
@@ -86,13 +94,18 @@ def main():
                              for r in rows])) for s, rows in scores.items()}
   for s in sorted(table):
     print(s, round(table[s], 4), " ".join(f"{r['train']:.4f}" for r in scores[s]))
-  best = min(table, key=table.get)
+  eligible = [s for s in table if args.gate is None or all(
+      np.isfinite(r["train"]) and r["train"] <= args.gate * r0["train"]
+      for r, r0 in zip(scores[s], scores[0]))]
+  print("eligible under the gate:", sorted(eligible))
+  best = min(eligible, key=table.get)   # step 0 is always eligible
   print("best step", best, "score", table[best], f"({time.time() - t0:.0f}s)")
   save_rule(args.out, rule, jax.tree.map(np.asarray, thetas[best]), outer_step=int(best),
             validation_score=table[best], validation_tasks=[r["task"] for r in scores[best]],
             recipe=os.path.basename(args.config))
   with open(os.path.splitext(args.out)[0] + "_validation.json", "w") as f:
-    json.dump({"scores": {str(k): v for k, v in table.items()}, "best": best,
+    json.dump({"scores": {str(k): v for k, v in table.items()}, "best": best, "gate": args.gate,
+               "eligible": sorted(int(e) for e in eligible),
                "per_task": {str(k): v for k, v in scores.items()}}, f, indent=1)
 
 

@@ -13,6 +13,7 @@ metalearn report     DIR
 metalearn demo       [--workdir DIR]     (the embedded default: meta-train, evaluate, report)
 metalearn search     --config experiments/search_NAME.py --workdir DIR [--storage URL]
                      [--sampler tpe|cmaes|random|grid] [--trials N]   (HPO with Optuna, or PBT)
+metalearn self-improve --config experiments/self_improve.py --workdir DIR [--config.KEY=VALUE ...]
 metalearn campaign   --config experiments/campaign_NAME.py --workdir DIR [--stages rule,search,...]
                      (meta-train or take a rule, architecture search with it, final training, report)
 metalearn --version
@@ -90,9 +91,17 @@ def evaluate(argv) -> int:
   p.add_argument("--suite", required=True, help="tiny, demo, in_distribution, out_of_distribution")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", type=int, default=None, help="seeds per run (default 2)")
+  p.add_argument("--cache_dir", default=None,
+                 help="where grids of runs are cached (default WORKDIR/runs); the baselines' "
+                      "grids do not depend on the rule, so evaluations of several rules can share it")
+  p.add_argument("--baselines", default=None,
+                 help="comma-separated tuned baselines to compare with (default: all of "
+                      "adam,adamw,adamw_cosine,sgdm; adam is required)")
   args = p.parse_args(argv)
   from metalearn.evaluate import run_evaluation, summary_text
-  results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds)
+  results = run_evaluation(args.optimizer, args.suite, args.workdir, seeds=args.seeds,
+                           cache_dir=args.cache_dir,
+                           baselines=args.baselines.split(",") if args.baselines else None)
   print(summary_text(results, args.workdir))
   return 0
 
@@ -147,8 +156,29 @@ def campaign(argv) -> int:
   return 0
 
 
+def self_improve(argv) -> int:
+  argv, flags = _split_config_flags(argv)
+  p = argparse.ArgumentParser(prog="metalearn self-improve")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--config", default=None, help="Python file with get_config(); default if omitted")
+  args = p.parse_args(argv)
+  from metalearn.meta import config as config_lib
+  from metalearn.meta import self_improve as si
+  config = si.load_config(args.config)
+  config_lib.apply_flags(config, flags)
+  result = si.self_improve(config, args.workdir)
+  if result.preempted:
+    print(f"preempted ({result.signal}) after generation {result.generation} in {args.workdir}; "
+          "run the same command to resume.")
+    return SIGNAL_CODES.get(result.signal, 143)
+  print(f"self-improvement done: generation {result.generation}, best fitness "
+        f"{result.best_fitness:.4g}.\n  lineage: {os.path.join(args.workdir, si.LINEAGE)}\n"
+        f"  next: metalearn report {args.workdir}")
+  return 0
+
+
 COMMANDS = {"meta-train": meta_train, "evaluate": evaluate, "report": report, "demo": demo,
-            "search": search, "campaign": campaign}
+            "search": search, "self-improve": self_improve, "campaign": campaign}
 
 
 def main(argv=None) -> int:

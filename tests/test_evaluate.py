@@ -241,6 +241,38 @@ def test_rerun_same_optimizer_reuses_runs(evaluated):
   assert res["cache"] == {"hits": 2 * (1 + len(BASELINES)), "misses": 0}
 
 
+def test_shared_cache_dir_trains_only_the_new_rule(evaluated, tmp_path):
+  # A second rule in its own workdir, pointed at the first evaluation's cache: every baseline grid
+  # is found there and only the rule's own runs are trained.
+  other = str(tmp_path / "other")
+  assert cli.main(["evaluate", "--optimizer", "init:scaled_lopt", "--suite", "tiny", "--workdir",
+                   other, "--cache_dir", os.path.join(evaluated, "runs")]) == 0
+  with open(os.path.join(other, "results.json")) as f:
+    res = json.load(f)
+  n = len(get_suite("tiny"))
+  assert res["cache"] == {"hits": n * len(BASELINES), "misses": n}
+  assert not os.path.exists(os.path.join(other, "runs"))
+
+
+def test_subset_of_baselines(evaluated, tmp_path):
+  from metalearn.evaluate import report
+  workdir = str(tmp_path / "subset")
+  res = run_evaluation("init:mlp_lopt", "tiny", workdir, progress=False,
+                       cache_dir=os.path.join(evaluated, "runs"), baselines=["adamw_cosine", "adam"])
+  assert res["tuned_baselines"] == ["adam", "adamw_cosine"]
+  assert set(res["summary"]["vs"]) == {"adam", "adamw_cosine", "default"}
+  for t in res["tasks"]:
+    assert set(t["optimizers"]) == {"rule", "adam", "adamw_cosine", "default"}
+  assert res["cache"]["misses"] == 0
+  report.write_report(workdir)
+  text = open(os.path.join(workdir, "report.md")).read()
+  assert "AdamW + warmup-cosine" in text and "SGD+momentum" not in text
+  for bad, match in ((["adamw"], "must include 'adam'"), (["adam", "lion"], "unknown baseline")):
+    with pytest.raises(ValueError, match=match):
+      run_evaluation("init:mlp_lopt", "tiny", str(tmp_path / "bad"), baselines=bad)
+  assert not os.path.exists(tmp_path / "bad" / "results.json")
+
+
 def test_other_optimizer_does_not_overwrite(evaluated):
   path = os.path.join(evaluated, "results.json")
   before = open(path).read()

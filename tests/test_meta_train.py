@@ -18,7 +18,8 @@ import pytest
 import metalearn as ml
 from metalearn import artifacts, cli, parallel
 from metalearn.meta import config as config_lib
-from metalearn.meta.step import MetaStep
+from metalearn.meta.step import MetaStep, load_init_theta
+from metalearn.optimizers import make_rule
 from metalearn.meta.train import train_and_evaluate
 from meta_helpers import TINY_FLAGS, tiny_config
 
@@ -251,10 +252,15 @@ def test_config_files_in_experiments_load():
   root = os.path.join(os.path.dirname(__file__), "..", "experiments")
   for name in sorted(os.listdir(root)):
     text = open(os.path.join(root, name)).read() if name.endswith(".py") else ""
-    # Meta-training recipes; search_*.py are `metalearn search` configs (tested in test_search).
-    if "def get_config" in text and not name.startswith(("_", "search_")):
+    # Meta-training recipes; search_*.py are `metalearn search` configs (tested in test_search),
+    # self_improve*.py are `metalearn self-improve` configs (tested in test_self_improve).
+    if "def get_config" in text and not name.startswith(("_", "search_", "self_improve")):
       config = config_lib.load_config(os.path.join(root, name))
       config_lib.validate(config, 1)
+      if config.init_theta:
+        # A warm start names a shipped rule; when `default` changes its class, the recipe must
+        # follow (default_finetune_28x28 pointed at a ScaledLOpt `default` with rule mlp_lopt).
+        load_init_theta(config, make_rule(config.rule, **dict(config.rule_kwargs)))
 
 
 def test_checkpoint_of_another_state_layout_is_refused_clearly(tmp_path):

@@ -46,6 +46,18 @@ def test_every_kind_has_a_small_spec():
 
 
 @pytest.mark.parametrize("kind", tasks.KINDS)
+def test_convolution_kinds_are_known_to_the_grid_runner(kind, data_dir):
+  # train_grid runs convolutional grids one run after another on CPU (batched convolutions are
+  # much slower there) and costs them per image position; a conv kind missing from CONV_KINDS was
+  # vmapped and compiled without optimizations: one 300-step GroupNorm-CNN grid took > 30 min.
+  from metalearn.tasks import training
+  task = make_task(SMALL_SPECS[kind], data_dir=data_dir)
+  has_conv = any(isinstance(m, nnx.Conv) for _, m in nnx.iter_graph(task.model(task.init(
+      jax.random.key(0)))))
+  assert has_conv == (kind in training.CONV_KINDS)
+
+
+@pytest.mark.parametrize("kind", tasks.KINDS)
 def test_task_functions_are_pure_jittable_and_vmappable(kind, data_dir):
   task = make_task(SMALL_SPECS[kind], data_dir=data_dir)
   assert isinstance(task, tasks.Task) and task.name == SMALL_SPECS[kind].name

@@ -161,49 +161,64 @@ def _pychars_chunks() -> np.ndarray:
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A builder whose data comes from installed packages, never a download."""
+  """A builder whose data comes from installed packages, never a download.
+
+  A subclass gives ``_arrays() -> (inputs, labels)`` and the input feature (``INPUT`` name,
+  ``_input_feature()``, ``_input_value(x)``); examples are split by ``split_indices`` and stored in
+  that fixed-seed shuffled order, with a ``label`` ClassLabel of ``NUM_CLASSES``.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   # TFDS 4.9's `code_path` imports the `importlib_resources` backport even on
   # Python >= 3.9; this file is the code path anyway (no checksums.tsv).
   code_path = epath.Path(__file__)
-
-
-class _ImageBuilder(LocalBuilder, skip_registration=True):
-  """Grayscale 10-class image dataset stored as raw uint8 tensors."""
-
-  SIZE = 28
+  INPUT = "image"
+  NUM_CLASSES = 10
   DESCRIPTION = ""
   HOMEPAGE = ""
 
   def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
     raise NotImplementedError
 
+  def _input_feature(self) -> tfds.features.FeatureConnector:
+    raise NotImplementedError
+
+  def _input_value(self, x):
+    return x
+
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.DESCRIPTION,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(self.SIZE, self.SIZE, 1),
-                                          dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
+            self.INPUT: self._input_feature(),
+            "label": tfds.features.ClassLabel(num_classes=self.NUM_CLASSES),
         }),
-        supervised_keys=("image", "label"),
+        supervised_keys=(self.INPUT, "label"),
         disable_shuffling=True,  # Keep the fixed-seed shuffled order.
         homepage=self.HOMEPAGE,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    images, labels = self._arrays()
-    return {split: self._generate_examples(images, labels, indices)
+    inputs, labels = self._arrays()
+    return {split: self._generate_examples(inputs, labels, indices)
             for split, indices in split_indices(len(labels)).items()}
 
-  def _generate_examples(self, images, labels, indices):
+  def _generate_examples(self, inputs, labels, indices):
     # TFDS stores unshuffled examples in key order, so the key is the position.
     for position, i in enumerate(indices):
-      yield position, {"image": images[i], "label": int(labels[i])}
+      yield position, {self.INPUT: self._input_value(inputs[i]), "label": int(labels[i])}
+
+
+class _ImageBuilder(LocalBuilder, skip_registration=True):
+  """Grayscale 10-class image dataset stored as raw uint8 tensors."""
+
+  SIZE = 28
+
+  def _input_feature(self):
+    return tfds.features.Tensor(shape=(self.SIZE, self.SIZE, 1), dtype=np.uint8)
 
 
 class MlDigits(_ImageBuilder):

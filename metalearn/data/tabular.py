@@ -11,43 +11,22 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metalearn.data.bundled import LocalBuilder, split_indices
+from metalearn.data.bundled import LocalBuilder
 
 
 class _TabularBuilder(LocalBuilder, skip_registration=True):
   """A classification table: `features` float32 [num_features], `label` ClassLabel."""
 
+  INPUT = "features"
   NUM_FEATURES = 0
   NUM_CLASSES = 0
-  DESCRIPTION = ""
   HOMEPAGE = "https://scikit-learn.org/stable/datasets/toy_dataset.html"
 
-  def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-    raise NotImplementedError
+  def _input_feature(self):
+    return tfds.features.Tensor(shape=(self.NUM_FEATURES,), dtype=np.float32)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            "features": tfds.features.Tensor(shape=(self.NUM_FEATURES,),
-                                             dtype=np.float32),
-            "label": tfds.features.ClassLabel(num_classes=self.NUM_CLASSES),
-        }),
-        supervised_keys=("features", "label"),
-        disable_shuffling=True,  # Keep the fixed-seed shuffled order.
-        homepage=self.HOMEPAGE,
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Everything is local.
-    x, y = self._arrays()
-    return {split: self._generate_examples(x, y, indices)
-            for split, indices in split_indices(len(y)).items()}
-
-  def _generate_examples(self, x, y, indices):
-    for position, i in enumerate(indices):
-      yield position, {"features": x[i].astype(np.float32), "label": int(y[i])}
+  def _input_value(self, x):
+    return x.astype(np.float32)
 
 
 def _sklearn(loader: str) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 
-from metalearn.evaluate import files, plots
+from metalearn.evaluate import files, generations, plots
 from metalearn.evaluate.baselines import PRIMARY
 from metalearn.evaluate.runner import FORMAT, RESULTS
 from metalearn.evaluate.summary import (COMPARED, distribution_sentence, speedup_text,
@@ -120,7 +120,10 @@ def write_report(directory: str) -> str:
   """Writes ``directory/report.md`` (and plots) from the results found there; returns its path.
 
   A directory that is not writable raises ``files.WorkdirError`` before anything is written.
+  A self-improvement workdir gets the generations report (``generations.py``) instead.
   """
+  if generations.is_self_improve(directory):
+    return generations.write_generations_report(directory)
   paths = find_results(directory)
   if not paths:
     raise FileNotFoundError(f"no {RESULTS} in {directory} or its subdirectories; run `metalearn "

@@ -116,13 +116,33 @@ def _analyze(grid: dict, lrs, best: int | None = None) -> tuple[dict, np.ndarray
   return entry, mean_curve
 
 
+def _common_key(item: SuiteTask, seeds: list[int]) -> dict:
+  test_batches = max(4, -(-1024 // item.spec.batch_size))
+  return {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
+          "num_steps": item.num_steps, "seeds": seeds, "test_batches": test_batches}
+
+
+def baseline_grid(item: SuiteTask, baseline, seeds: list[int], cache_dir: str,
+                  counts: dict | None = None) -> tuple[dict, str]:
+  """The grid of runs of a tuned ``baseline`` (from ``baselines.TUNED``) on a suite task: loaded
+  from ``cache_dir`` or trained and stored there. Baseline grids do not depend on the rule, so one
+  cache directory serves the evaluations of many rules (``metalearn evaluate --cache_dir``)."""
+  common = _common_key(item, seeds)
+  n = item.num_steps
+  return _cached_grid(
+      cache_dir, f"{item.id}-{baseline.name}", {**common, "baseline": baseline.name,
+                                                "lrs": baseline.lrs},
+      lambda: train_grid(make_task(item.spec), lambda lr: baseline.make_tx(lr, n), n,
+                         baseline.lrs, seeds, num_test_batches=common["test_batches"]),
+      {"hits": 0, "misses": 0} if counts is None else counts)
+
+
 def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
-                   workdir: str, cache_dir: str, progress, counts: dict) -> dict:
+                   workdir: str, cache_dir: str, progress, counts: dict, tuned) -> dict:
   task = make_task(item.spec)
   n = item.num_steps
-  test_batches = max(4, -(-1024 // item.spec.batch_size))
-  common = {"v": CACHE_VERSION, "versions": _VERSIONS, "spec": item.spec.to_dict(),
-            "num_steps": n, "seeds": seeds, "test_batches": test_batches}
+  common = _common_key(item, seeds)
+  test_batches = common["test_batches"]
   entries, curves, paths, grids = {}, {}, {}, {}
 
   progress.set_postfix_str(f"{item.id}: learned rule")
@@ -133,19 +153,16 @@ def _evaluate_task(item: SuiteTask, rule, theta, rule_id: str, seeds: list[int],
       counts)
   entries["rule"], curves["rule"] = _analyze(grid, None)
   progress.update()
-  for b in TUNED:
+  for b in tuned:
     progress.set_postfix_str(f"{item.id}: {b.name} x {len(b.lrs)} lrs")
-    grids[b.name], paths[b.name] = _cached_grid(
-        cache_dir, f"{item.id}-{b.name}", {**common, "baseline": b.name, "lrs": b.lrs},
-        lambda b=b: train_grid(task, lambda lr: b.make_tx(lr, n), n, b.lrs, seeds,
-                               num_test_batches=test_batches), counts)
+    grids[b.name], paths[b.name] = baseline_grid(item, b, seeds, cache_dir, counts)
     entries[b.name], curves[b.name] = _analyze(grids[b.name], b.lrs)
     progress.update()
   family = next(b for b in TUNED if b.name == DEFAULT.family)
   entries[DEFAULT.name], curves[DEFAULT.name] = _analyze(
       grids[family.name], family.lrs, best=lr_index(family.lrs, DEFAULT.lr))
   paths[DEFAULT.name] = paths[family.name]
-  sp = {k: metrics.speedup(curves["rule"], curves[k]) for k in COMPARED}
+  sp = {k: metrics.speedup(curves["rule"], curves[k]) for k in COMPARED if k in curves}
   rule_final = entries["rule"]["final_train_loss"]
   trials = metrics.trials_to_match(metrics.final_losses(grids[family.name]["train_loss"]),
                                    np.inf if rule_final is None else rule_final)
@@ -178,18 +195,45 @@ def _check_existing(path: str, optimizer: str, suite: str) -> None:
                      "(or delete that file) to keep both.")
 
 
+def select_baselines(names=None) -> tuple:
+  """The tuned baselines named in ``names`` (all of ``BASELINES`` when None), in their order.
+  Adam is always among them: the headline numbers, the untuned default and "trials to match"
+  are read from its grid."""
+  if names is None:
+    return TUNED
+  names = [names] if isinstance(names, str) else list(names)
+  unknown = sorted(set(names) - set(BASELINES))
+  if unknown:
+    raise ValueError(f"unknown baseline(s) {unknown}: choose from {list(BASELINES)}.")
+  if DEFAULT.family not in names:
+    raise ValueError(f"baselines must include {DEFAULT.family!r} (the headline numbers, the "
+                     f"untuned default and trials-to-match use its grid), got {names}.")
+  return tuple(b for b in TUNED if b.name in names)
+
+
 def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None = None, *,
-                   cache_dir: str | None = None, progress: bool = True) -> dict:
+                   cache_dir: str | None = None, progress: bool = True,
+                   baselines=None, task_ids=None) -> dict:
   """Evaluates ``optimizer`` on ``suite`` against tuned baselines; writes ``workdir/results.json``.
 
   ``optimizer`` is ``pretrained:NAME``, ``init:RULE``, a meta-train workdir or a ``.safetensors``
   file. ``seeds`` runs per configuration (default 2). Grids of runs are cached under
   ``cache_dir`` (default ``workdir/runs``). Refuses to replace a results.json of another optimizer
   or suite; a workdir that is a file, not writable or full raises ``files.WorkdirError`` before
-  any training. Returns the results dict (``summary.summary_text`` turns it into a few lines).
+  any training. ``baselines`` limits the tuned baselines to these names (default: all of
+  ``BASELINES``; ``adam`` is required), to save compute. ``task_ids`` (ids of the suite's tasks,
+  e.g. ``"linreg_d32_s0@1000"``) evaluates only those. Returns the results dict
+  (``summary.summary_text`` turns it into a few lines).
   """
   from tqdm.auto import tqdm
   items = get_suite(suite)
+  tuned = select_baselines(baselines)
+  if task_ids:
+    unknown = sorted(set(task_ids) - {t.id for t in items})
+    if unknown:
+      raise ValueError(f"task ids {unknown} are not in suite {suite!r}; its ids: "
+                       f"{[t.id for t in items]}.")
+    items = [t for t in items if t.id in set(task_ids)]
   seeds = DEFAULT_SEEDS if seeds is None else seeds
   if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
     raise ValueError(f"seeds must be a positive integer (runs per configuration), got {seeds!r}.")
@@ -208,20 +252,20 @@ def run_evaluation(optimizer: str, suite: str, workdir: str, seeds: int | None =
       "workdir": os.path.abspath(workdir),
       "rule": {"name": getattr(rule, "name", type(rule).__name__), "config": rule.config(),
                "fingerprint": rule_id, "info": info},
-      "baselines": {**{b.name: {"label": b.label, "lrs": list(b.lrs)} for b in TUNED},
+      "baselines": {**{b.name: {"label": b.label, "lrs": list(b.lrs)} for b in tuned},
                     DEFAULT.name: {"label": DEFAULT.label, "lrs": [DEFAULT.lr],
                                    "family": DEFAULT.family}},
-      "tuned_baselines": list(BASELINES),
+      "tuned_baselines": [b.name for b in tuned],
       "smooth_fraction": metrics.SMOOTH_FRACTION, "tail_fraction": metrics.TAIL_FRACTION,
       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "backend": jax.default_backend(), "complete": False, "tasks": [], "cache": counts,
   }
   t0 = time.perf_counter()
-  with tqdm(total=len(items) * (1 + len(TUNED)), desc=f"evaluate {suite}", unit="run",
+  with tqdm(total=len(items) * (1 + len(tuned)), desc=f"evaluate {suite}", unit="run",
             disable=not progress) as bar:
     for item in items:
       entry = _evaluate_task(item, rule, theta, rule_id, seed_list, workdir, cache_dir, bar,
-                             counts)
+                             counts, tuned)
       entry["distribution"] = classify(item, suite, info)
       results["tasks"].append(entry)
       results["summary"] = summarize(results["tasks"])

@@ -31,7 +31,7 @@ def summarize(tasks: list[dict]) -> dict:
   out = {"primary_baseline": PRIMARY, "num_tasks": len(tasks),
          "rule_diverged_runs": int(sum(t["optimizers"]["rule"]["diverged_seeds"] for t in tasks)),
          "rule_diverged_tasks": int(sum(t["rule_diverged"] for t in tasks)), "vs": {}}
-  for name in COMPARED:
+  for name in [n for n in COMPARED if tasks and n in tasks[0]["speedup"]]:
     s = metrics.summarize([t["speedup"][name] for t in tasks])
     s["num_faster"] = int(sum((t["speedup"][name] or 0) > 1 for t in tasks))
     s["num_lower_final_loss"] = int(sum(_rule_not_worse(t, name) for t in tasks))
@@ -155,7 +155,7 @@ def summary_text(results: dict, workdir: str | None = None) -> str:
   workdir = workdir or results.get("workdir", ".")
   lines = [f"evaluated {results['optimizer']} on suite {results['suite']}: {s['num_tasks']} tasks"
            f" x {results['seeds']} seeds" + ("" if results.get("complete") else " (incomplete)")]
-  for name in COMPARED:
+  for name in [n for n in COMPARED if n in s["vs"]]:
     v = s["vs"][name]
     tuned = "" if name == DEFAULT.name else "tuned "
     lines.append(f"  vs {tuned}{LABELS[name]}: reached its final loss on {v['num_reached']}/"

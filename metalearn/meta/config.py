@@ -76,9 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config(path: str | None) -> ml_collections.ConfigDict:
-  """The default config updated with the ConfigDict that ``path``'s ``get_config()`` returns."""
-  config = default_config()
+def load_config(path: str | None, defaults=default_config) -> ml_collections.ConfigDict:
+  """``defaults()`` updated with the ConfigDict that ``path``'s ``get_config()`` returns."""
+  config = defaults()
   if not path:
     return config
   if not os.path.exists(path):

@@ -60,10 +60,23 @@ def train_curve(task: Task, tx: optax.GradientTransformation, num_steps: int, *,
           "diverged": bool(not np.all(np.isfinite(losses)) or not np.isfinite(float(test)))}
 
 
+CONV_KINDS = ("cnn", "cnn_norm")        # batched convolutions run slowly on XLA:CPU
+SEQUENCE_KINDS = ("char_lm", "rnn_lm")  # cost per token
+
+
+def _has_images(task: Task) -> bool:
+  try:
+    return np.ndim(task.data["x"]) == 4
+  except (KeyError, TypeError, IndexError):
+    return False
+
+
 def _cost(task: Task, num_steps: int, num_runs: int) -> float:
   """A rough multiply-add count of a grid of runs (parameters x examples x steps x runs)."""
   spec = task.spec
-  per_example = {"char_lm": max(spec.seq_len, 1)}.get(spec.kind, 1)
+  per_example = max(spec.seq_len, 1) if spec.kind in SEQUENCE_KINDS else 1
+  if spec.kind in CONV_KINDS:   # every weight is applied at every position of the image
+    per_example = int(np.prod(np.shape(task.data["x"])[1:3])) if _has_images(task) else 64
   return float(task.num_params()) * spec.batch_size * per_example * num_steps * num_runs
 
 
@@ -88,7 +101,7 @@ def train_grid(task: Task, make_tx: Callable[[jax.Array], optax.GradientTransfor
   """
   on_cpu = jax.default_backend() == "cpu"
   if sequential is None:
-    sequential = on_cpu and task.spec.kind == "cnn"
+    sequential = on_cpu and task.spec.kind in CONV_KINDS
   if fast_compile is None:
     fast_compile = on_cpu and not sequential and _cost(task, num_steps,
                                                        len(lrs) * len(seeds)) < 1e10

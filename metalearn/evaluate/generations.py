@@ -1,0 +1,261 @@
+"""The report of a self-improvement workdir (``metalearn.meta.self_improve``): generations.
+
+    write_generations_report("runs/self_improve")   # what `metalearn report DIR` does there
+
+It reads ``lineage.jsonl`` and ``config.json``, evaluates each generation's best rule
+(``generations/gen_NNN.safetensors``) against the tuned baselines on the config's held-out tasks
+(``heldout_suite`` / ``heldout_tasks``, with ``metalearn.evaluate.run_evaluation``; results in
+``heldout/gen_NNN/results.json``, runs cached in ``$METALEARN_EVAL_CACHE`` or ``heldout/runs``),
+and writes ``report.md`` with three figures: fitness per generation (best and median), the lineage
+tree, and the held-out score per generation. The held-out score of a rule is the median over tasks
+of its final training loss divided by tuned Adam's (lower is better; below 1 beats tuned Adam).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from metalearn.evaluate import files
+from metalearn.evaluate.runner import run_evaluation
+
+LINEAGE = "lineage.jsonl"   # as metalearn.meta.self_improve writes it
+HELDOUT = "heldout"
+PLOTS = "plots"
+
+
+def is_self_improve(directory: str) -> bool:
+  return os.path.isfile(os.path.join(directory, LINEAGE))
+
+
+def read_lineage(directory: str) -> list[dict]:
+  with open(os.path.join(directory, LINEAGE)) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def by_generation(lineage: list[dict]) -> dict[int, list[dict]]:
+  out: dict[int, list[dict]] = {}
+  for r in lineage:
+    out.setdefault(r["generation"], []).append(r)
+  return {g: sorted(rs, key=lambda r: r["member"]) for g, rs in sorted(out.items())}
+
+
+def heldout_score(results: dict) -> tuple[float | None, dict]:
+  """(median over tasks of rule / tuned Adam final training loss, {task id: ratio})."""
+  ratios = {}
+  for t in results["tasks"]:
+    rule, adam = (t["optimizers"][k]["final_train_loss"] for k in ("rule", "adam"))
+    ratios[t["id"]] = (float("inf") if rule is None else rule / adam) if adam else None
+  vals = [v for v in ratios.values() if v is not None]
+  return (float(np.median(vals)) if vals else None), ratios
+
+
+def evaluate_generations(directory: str, config: dict, *, cache_dir: str | None = None,
+                         progress: bool = False) -> dict[int, dict]:
+  """Held-out results of each generation's best rule (cached runs are reused)."""
+  cache_dir = cache_dir or os.environ.get("METALEARN_EVAL_CACHE") or os.path.join(
+      directory, HELDOUT, "runs")
+  out = {}
+  for g in sorted(by_generation(read_lineage(directory))):
+    path = os.path.join(directory, "generations", f"gen_{g:03d}.safetensors")
+    if not os.path.isfile(path):
+      continue
+    out[g] = run_evaluation(path, config.get("heldout_suite", "out_of_distribution"),
+                            os.path.join(directory, HELDOUT, f"gen_{g:03d}"),
+                            seeds=config.get("heldout_seeds", 2), cache_dir=cache_dir,
+                            progress=progress, task_ids=list(config.get("heldout_tasks") or ()))
+  return out
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+def _save(fig, path):
+  import io
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=100)
+  files.write_atomic(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_fitness(gens: dict, title: str, path: str) -> None:
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  xs = list(gens)
+  for g, rs in gens.items():
+    ax.scatter([g] * len(rs), [r["fitness"] for r in rs], s=12, color="0.6", zorder=1)
+  ax.plot(xs, [min(r["fitness"] for r in gens[g]) for g in xs], "o-", color="C3", label="best")
+  ax.plot(xs, [float(np.median([r["fitness"] for r in gens[g]])) for g in xs], "s--",
+          color="C0", label="median")
+  ax.set_xlabel("generation (0: initial population)")
+  ax.set_ylabel("fitness: log(final / initial loss), lower is better")
+  ax.set_title(f"Meta-validation fitness per generation\n{title}", fontsize=9)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
+def plot_lineage(gens: dict, title: str, path: str) -> None:
+  """Nodes: (generation, member), coloured by fitness; edges: the member of the previous
+  generation it continued from (copies in red); stars: the best of each generation, whose rule
+  trained every member of the next."""
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(1.2 * len(gens) + 3, 0.45 * len(next(iter(gens.values()))) + 2))
+  f_all = [r["fitness"] for rs in gens.values() for r in rs]
+  lo, hi = min(f_all), max(f_all)
+  for g, rs in gens.items():
+    for r in rs:
+      if r.get("parent") is not None:
+        copied = r["parent"] != r["member"]
+        ax.plot([g - 1, g], [r["parent"], r["member"]], color="C3" if copied else "0.7",
+                lw=1.8 if copied else 0.8, zorder=1)
+  sc = None
+  for g, rs in gens.items():
+    sc = ax.scatter([g] * len(rs), [r["member"] for r in rs], c=[r["fitness"] for r in rs],
+                    cmap="viridis_r", vmin=lo, vmax=hi, s=60, zorder=2)
+    best = [r for r in rs if r["best"]]
+    ax.scatter([g] * len(best), [r["member"] for r in best], marker="*", s=220,
+               facecolors="none", edgecolors="k", zorder=3)
+  fig.colorbar(sc, ax=ax, label="fitness (lower is better)")
+  ax.set_xlabel("generation")
+  ax.set_ylabel("member")
+  ax.set_xticks(list(gens))
+  ax.set_yticks(range(len(next(iter(gens.values())))))
+  ax.set_title(f"Lineage: {title}\nred: copied at the PBT exploit; star: the generation's best, "
+               "whose rule trains the next", fontsize=9)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
+def plot_heldout(scores: dict, ratios: dict, title: str, path: str) -> None:
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  xs = sorted(scores)
+  tasks = sorted({t for g in xs for t in ratios[g]})
+  for i, t in enumerate(tasks):
+    ax.plot(xs, [ratios[g].get(t) or np.nan for g in xs], ".:", color=f"C{i % 8}", alpha=0.6,
+            label=t)
+  ax.plot(xs, [scores[g] if scores[g] is not None else np.nan for g in xs], "o-", color="k",
+          lw=2, label="median over tasks")
+  ax.axhline(1.0, color="k", ls="--", lw=1)
+  ax.set_yscale("log")
+  ax.set_xlabel("generation")
+  ax.set_ylabel("final train loss / tuned Adam's (lower is better)")
+  ax.set_title(f"Held-out: each generation's best rule vs tuned Adam\n{title}", fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def _f(x, d=4):
+  return "—" if x is None else f"{x:.{d}g}"
+
+
+def _trainer(r) -> str:
+  t = r.get("trained_by")
+  if t is None:
+    return "— (initial)"
+  return t if isinstance(t, str) else f"gen {t['generation']} member {t['member']}"
+
+
+def write_generations_report(directory: str, *, evaluate: bool = True,
+                             cache_dir: str | None = None) -> str:
+  """Writes ``directory/report.md`` and its figures (module docstring); returns its path."""
+  files.check_writable_dir(directory, "the report directory")
+  files.check_writable_dir(os.path.join(directory, PLOTS), "the report directory")
+  import matplotlib
+  matplotlib.use("Agg")
+  with open(os.path.join(directory, "config.json")) as f:
+    config = json.load(f)
+  gens = by_generation(read_lineage(directory))
+  if not gens:
+    raise ValueError(f"{directory}/{LINEAGE} is empty: no generation finished yet; run "
+                     f"`metalearn self-improve` on it first.")
+  title = f"{config.get('name')} ({config.get('rule')}, meta-optimizer {config.get('meta_optimizer')}, init {config.get('init')})"
+  plot_fitness(gens, title, os.path.join(directory, PLOTS, "fitness.png"))
+  plot_lineage(gens, title, os.path.join(directory, PLOTS, "lineage.png"))
+  results = evaluate_generations(directory, config, cache_dir=cache_dir) if evaluate else {}
+  scores, ratios = {}, {}
+  for g, res in results.items():
+    scores[g], ratios[g] = heldout_score(res)
+  lines = [f"# Self-improvement: {config.get('name')}", "",
+           f"Rule `{config.get('rule')}`, population {config.get('population_size')}, "
+           f"init `{config.get('init')}`, meta-optimizer `{config.get('meta_optimizer')}` "
+           f"(`best`: the previous generation's best rule trains every member), "
+           f"{config.get('generation_steps')} outer steps per generation, estimator "
+           f"`{config.get('estimator')}`; {len(gens) - 1} generations after the initial one.", ""]
+  if scores:
+    xs = sorted(scores)
+    better = [g for g in xs[1:] if None not in (scores[g], scores[xs[xs.index(g) - 1]])
+              and scores[g] < scores[xs[xs.index(g) - 1]]]
+    first, last = scores[xs[0]], scores[xs[-1]]
+    lines += [f"Held-out ({config.get('heldout_suite')}: {', '.join(sorted(ratios[xs[0]]))}): "
+              f"the best rule's median final loss relative to tuned Adam went from "
+              f"{_f(first)} (generation {xs[0]}) to {_f(last)} (generation {xs[-1]}); "
+              f"{len(better)} of {len(xs) - 1} generations improved on the previous one "
+              f"(generations {better or 'none'}).", ""]
+    plot_heldout(scores, ratios, title, os.path.join(directory, PLOTS, "heldout.png"))
+  lines += ["| generation | trained by | best member | best fitness | median fitness | copied "
+            "(member <- parent) | held-out median vs tuned Adam |", "|---|---|---|---|---|---|---|"]
+  for g, rs in gens.items():
+    best = next(r for r in rs if r["best"])
+    copies = [f"{r['member']}<-{r['parent']}" for r in rs
+              if r.get("parent") is not None and r["parent"] != r["member"]]
+    lines.append(f"| {g} | {_trainer(rs[0])} | {best['member']} | {_f(best['fitness'])} | "
+                 f"{_f(float(np.median([r['fitness'] for r in rs])))} | "
+                 f"{', '.join(copies) or '—'} | {_f(scores.get(g))} |")
+  if ratios:
+    tasks = sorted({t for g in ratios for t in ratios[g]})
+    lines += ["", "### Held-out, per task: best rule's final training loss / tuned Adam's", "",
+              "| generation | " + " | ".join(f"`{t}`" for t in tasks) + " |",
+              "|---|" + "---|" * len(tasks)]
+    for g in sorted(ratios):
+      lines.append(f"| {g} | " + " | ".join(_f(ratios[g].get(t), 3) for t in tasks) + " |")
+  lines += ["", "Fitness: mean over the meta-validation tasks and seeds of log(final training loss "
+            "/ initial loss) after training from scratch (lower is better). Full held-out "
+            f"results: `{HELDOUT}/gen_NNN/results.json`.", "",
+            f"![fitness per generation]({PLOTS}/fitness.png)", "",
+            f"![lineage]({PLOTS}/lineage.png)", ""]
+  if scores:
+    lines += [f"![held-out per generation]({PLOTS}/heldout.png)", ""]
+  out = os.path.join(directory, "report.md")
+  files.write_text(out, "\n".join(lines))
+  return out
+
+
+def plot_comparison(runs: dict[str, str], path: str) -> None:
+  """Best and median fitness, and the held-out score, per generation of several workdirs
+  ({label: directory}, e.g. a self-improvement run and its Adam control) side by side."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+  for i, (label, d) in enumerate(runs.items()):
+    gens = by_generation(read_lineage(d))
+    xs = list(gens)
+    a1.plot(xs, [min(r["fitness"] for r in gens[g]) for g in xs], "o-", color=f"C{i}",
+            label=f"{label}: best")
+    a1.plot(xs, [float(np.median([r["fitness"] for r in gens[g]])) for g in xs], "s--",
+            color=f"C{i}", alpha=0.6, label=f"{label}: median")
+    scores = {}
+    for g in xs:
+      p = os.path.join(d, HELDOUT, f"gen_{g:03d}", "results.json")
+      if os.path.isfile(p):
+        with open(p) as f:
+          scores[g] = heldout_score(json.load(f))[0]
+    a2.plot(list(scores), [np.nan if v is None else v for v in scores.values()], "o-",
+            color=f"C{i}", label=label)
+  a1.set(xlabel="generation", ylabel="meta-validation fitness (lower is better)")
+  a2.set(xlabel="generation", ylabel="held-out: median final loss / tuned Adam's", yscale="log")
+  a2.axhline(1.0, color="k", ls="--", lw=1)
+  a1.legend(fontsize=8)
+  a2.legend(fontsize=8)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)

@@ -1,0 +1,244 @@
+"""A population of learned rules meta-trained side by side, each by a learned rule (self-improvement).
+
+    pop = Population(config, mesh)
+    members = pop.init_members()                      # [P] stacked, sharded over the mesh
+    members, meta_loss = pop.step(members, meta_theta, step)   # one outer step of every member
+    fitness = pop.fitness(members["theta"])           # [P] on the meta-validation tasks
+    members = pop.exploit_explore(members, parents, generation)
+
+A member is ``{"theta", "outer_state", "runs"}``: its meta-parameters, the state of the
+meta-optimizer that trains it, and its estimator state (its own inner runs, one population of
+``population_per_task`` per task type). All members are stacked along a leading axis of size
+``P`` that is sharded over the ``'task'`` mesh axis: ``jax.jit`` + ``jax.shard_map`` over members,
+``vmap`` over the members on a device. Members never communicate inside a step, so every member's
+computation is the same on 1 and on 8 devices (keys are split per member, not per device).
+
+The meta-optimizer (``config.meta_optimizer``):
+
+* ``"best"``: every member's meta-gradient is applied by ``rule.as_optax(meta_theta, ...)``, the
+  rule of the population's current best member (``meta_theta``, fixed during a generation), with
+  the member's own meta-optimizer state;
+* ``"own"``: each member's own rule trains itself;
+* ``"adam"``: the control, ``optax.adam(outer_lr)`` (same compute, a hand-designed optimizer).
+
+In all three, the meta-gradient is first clipped to global norm ``outer_grad_clip``, as in
+ordinary meta-training.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+import metalearn.parallel as parallel
+from metalearn.meta import config as config_lib
+from metalearn.meta import estimators as est_lib
+from metalearn.meta.step import task_specs_from_config, unroll_config
+from metalearn.meta.unroll import Problem
+from metalearn.optimizers import make_rule
+from metalearn.tasks import TaskSpec, make_task
+from metalearn.tasks.training import train_step
+
+META_OPTIMIZERS = ("best", "own", "adam")
+INITS = ("random", "adam_like")
+
+
+def fitness_of_losses(losses, init_loss, divergence_factor: float):
+  """``log(mean of the last 10% of train losses / initial loss)``, capped at a diverged run's value.
+
+  Lower is better; a run that diverged (non-finite, or above ``divergence_factor`` times its initial
+  loss) scores ``log(divergence_factor)``.
+  """
+  tail = losses[-max(1, losses.shape[0] // 10):]
+  ratio = jnp.mean(tail) / jnp.maximum(init_loss, 1e-12)
+  ceiling = jnp.log(divergence_factor)
+  ok = jnp.all(jnp.isfinite(tail)) & (ratio < divergence_factor)
+  return jnp.where(ok, jnp.log(jnp.maximum(ratio, 1e-6)), ceiling)
+
+
+class Population:
+  """Everything the self-improvement loop computes on members (see module docstring)."""
+
+  def __init__(self, config, mesh):
+    self.config, self.mesh = config, mesh
+    self.size = config.population_size
+    self.rule = make_rule(config.rule, **config_lib.plain(config.rule_kwargs))
+    self.specs = task_specs_from_config(config)
+    data_dir = config.data_dir or None
+    self.tasks = [make_task(s, data_dir=data_dir) for s in self.specs]
+    self.val_specs = [TaskSpec.from_dict(dict(s)) for s in config.eval_tasks]
+    self.val_tasks = [make_task(s, data_dir=data_dir) for s in self.val_specs]
+    self.estimator = est_lib.make_estimator(config.estimator, sigma=config.es_sigma,
+                                            sign=config.es_sign)
+    self.ucfg = unroll_config(config)
+    self.total_steps = config.num_generations * config.generation_steps
+    self.datas = [parallel.put_replicated(t.data, mesh) for t in self.tasks]
+    self.val_datas = [parallel.put_replicated(t.data, mesh) for t in self.val_tasks]
+    self.inner_steps_per_outer = (self.size * len(self.tasks) * config.population_per_task
+                                  * config.truncation_length * self.estimator.runs_per_member)
+    self._pop, self._rep = parallel.population_sharding(mesh), parallel.replicated(mesh)
+    self._step_fn = self._fitness_fn = None
+    # These programs are small and run for seconds; on CPU, LLVM's optimisations of them cost
+    # more (a minute or more per program) than they save.
+    self._jit_options = ({"xla_backend_optimization_level": 0}
+                         if jax.default_backend() == "cpu" else None)
+
+  # -- the meta-optimizer ------------------------------------------------------------------------
+  def outer_tx(self, meta_theta) -> optax.GradientTransformation:
+    c = self.config
+    clip = (optax.clip_by_global_norm(c.outer_grad_clip) if c.outer_grad_clip > 0
+            else optax.identity())
+    if c.meta_optimizer == "adam":
+      return optax.chain(clip, optax.adam(c.outer_lr))
+    return optax.chain(clip, self.rule.as_optax(meta_theta, num_steps=self.total_steps))
+
+  # -- members -----------------------------------------------------------------------------------
+  def _init_theta(self, key):
+    k_init, k_noise = jax.random.split(key)
+    theta = self.rule.init_meta_params(k_init)
+    if self.config.init == "adam_like":
+      return theta
+    noise = optax.tree.random_like(k_noise, theta, jax.random.normal, jnp.float32)
+    return jax.tree.map(lambda t, n: t + self.config.init_scale * n, theta, noise)
+
+  def _init_member(self, key, datas):
+    k_theta, k_runs = jax.random.split(key)
+    theta = self._init_theta(k_theta)
+    runs = []
+    for i, problem in enumerate(self.problems(datas)):
+      keys = jax.random.split(jax.random.fold_in(k_runs, i), self.config.population_per_task)
+      runs.append(jax.vmap(lambda k, p=problem: self.estimator.init(p, theta, k))(keys))
+    return {"theta": theta, "outer_state": self.outer_tx(theta).init(theta), "runs": runs}
+
+  def problems(self, datas) -> list[Problem]:
+    return [Problem(t, self.rule, self.ucfg, d) for t, d in zip(self.tasks, datas)]
+
+  def _member_keys(self, key):
+    return jax.random.split(key, self.size)
+
+  def _init_all(self, key, datas):
+    return jax.vmap(self._init_member, in_axes=(0, None))(self._member_keys(key), datas)
+
+  def abstract_members(self):
+    """Shapes, dtypes and shardings of the members (what a checkpoint restores into)."""
+    abstract = jax.eval_shape(self._init_all, jax.random.key(0), self.datas)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self._pop),
+                        abstract)
+
+  def init_members(self):
+    key = jax.random.fold_in(jax.random.key(self.config.seed), 0)
+    return jax.jit(self._init_all, out_shardings=self._pop,
+                   compiler_options=self._jit_options)(key, self.datas)
+
+  # -- one outer step of every member ------------------------------------------------------------
+  def _member_step(self, member, meta_theta, datas, key):
+    est, theta = self.estimator, member["theta"]
+    grad_sum, weight, meta_loss, runs = None, 0.0, 0.0, []
+    for i, (problem, r) in enumerate(zip(self.problems(datas), member["runs"])):
+      keys = jax.random.split(jax.random.fold_in(key, i), self.config.population_per_task)
+      g, w, r, metrics = jax.vmap(lambda s, k, p=problem: est.grad(p, theta, s, k))(r, keys)
+      r = jax.vmap(lambda s, k, p=problem: est.reset(p, theta, s, k))(r, keys)
+      g = jax.tree.map(lambda x: jnp.sum(x, 0), g)
+      grad_sum = g if grad_sum is None else jax.tree.map(jnp.add, grad_sum, g)
+      weight = weight + jnp.sum(w)
+      meta_loss = meta_loss + jnp.mean(metrics["meta_loss"]) / len(self.tasks)
+      runs.append(r)
+    grad = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grad_sum)
+    tx = self.outer_tx(theta if self.config.meta_optimizer == "own" else meta_theta)
+    updates, outer_state = tx.update(grad, member["outer_state"], theta)
+    new_theta = optax.apply_updates(theta, updates)
+    finite = est_lib._all_finite(new_theta) & est_lib._all_finite(outer_state)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    return ({"theta": keep(new_theta, theta), "outer_state": keep(outer_state,
+                                                                  member["outer_state"]),
+             "runs": runs}, meta_loss)
+
+  def _step(self, members, meta_theta, datas, key):
+    local = jax.vmap(self._member_step, in_axes=(0, None, None, 0))
+    return jax.shard_map(local, mesh=self.mesh,
+                         in_specs=(P(parallel.AXIS), P(), P(), P(parallel.AXIS)),
+                         out_specs=(P(parallel.AXIS), P(parallel.AXIS)),
+                         check_vma=False)(members, meta_theta, datas, self._member_keys(key))
+
+  def step(self, members, meta_theta, step: int):
+    """One outer step of every member; returns (members, per-member meta-loss). Donates members."""
+    if self._step_fn is None:
+      self._step_fn = jax.jit(self._step, out_shardings=(self._pop, self._pop),
+                              donate_argnums=(0,), compiler_options=self._jit_options)
+    key = jax.random.fold_in(jax.random.key(self.config.seed), 1_000_000 + step)
+    return self._step_fn(members, meta_theta, self.datas, key)
+
+  # -- fitness on the meta-validation tasks ------------------------------------------------------
+  def _member_fitness(self, theta, val_datas):
+    c, h = self.config, self.config.fitness_horizon
+    scores = []
+    for j, (task, data) in enumerate(zip(self.val_tasks, val_datas)):
+      tx = self.rule.as_optax(theta, num_steps=h)
+
+      def run(key, task=task, data=data, tx=tx):
+        k_init, k_train = jax.random.split(key)
+        params = task.init(k_init)
+
+        def one(carry, k):
+          p, s, loss = train_step(task, tx, *carry, data, k)
+          return (p, s), loss
+
+        _, losses = jax.lax.scan(one, (params, tx.init(params)), jax.random.split(k_train, h))
+        return fitness_of_losses(losses, losses[0], c.divergence_factor)
+
+      # The same seeds every generation (common random numbers), so generations compare fairly.
+      keys = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), j), c.fitness_seeds)
+      scores.append(jnp.mean(jax.vmap(run)(keys)))
+    return jnp.mean(jnp.stack(scores))
+
+  def _fitness(self, thetas, val_datas):
+    local = jax.vmap(self._member_fitness, in_axes=(0, None))
+    return jax.shard_map(local, mesh=self.mesh, in_specs=(P(parallel.AXIS), P()),
+                         out_specs=P(parallel.AXIS), check_vma=False)(thetas, val_datas)
+
+  def fitness(self, thetas) -> np.ndarray:
+    """[P] fitness of the members' rules (lower is better; see ``fitness_of_losses``)."""
+    if self._fitness_fn is None:
+      self._fitness_fn = jax.jit(self._fitness, out_shardings=self._rep,
+                                 compiler_options=self._jit_options)
+    return np.asarray(jax.device_get(self._fitness_fn(thetas, self.val_datas)), np.float64)
+
+  # -- PBT: exploit and explore ------------------------------------------------------------------
+  def parents(self, fitness: np.ndarray, generation: int) -> np.ndarray:
+    """Whom each member continues from: itself, or (bottom quantile) a random top-quantile member.
+
+    Drawn on the host from (seed, generation), so the choice never depends on the device count.
+    Non-finite fitness ranks last.
+    """
+    f = np.where(np.isfinite(fitness), fitness, np.inf)
+    order = np.argsort(f, kind="stable")
+    n = max(1, int(self.size * self.config.exploit_fraction))
+    rng = np.random.default_rng([self.config.seed, generation])
+    parents = np.arange(self.size)
+    parents[order[self.size - n:]] = order[:n][rng.integers(0, n, n)]
+    return parents
+
+  def exploit_explore(self, members, parents: np.ndarray, generation: int):
+    """Copied members take their parent's theta, meta-optimizer state and inner runs, then their
+    theta is perturbed by ``explore_sigma`` x N(0, 1) per element; the others are unchanged.
+
+    Done on the host (the members are small): a gather over every leaf compiles slowly on CPU.
+    """
+    parents = np.asarray(parents)
+    copied = parents != np.arange(self.size)
+    members = jax.tree.map(lambda x: np.asarray(x)[parents], jax.device_get(members))
+    rng = np.random.default_rng([self.config.seed, 2, generation])
+    sigma = np.float32(self.config.explore_sigma)
+
+    def explore(t):
+      noise = rng.standard_normal(t.shape).astype(t.dtype)
+      return t + np.where(copied.reshape((-1,) + (1,) * (t.ndim - 1)), sigma * noise, 0)
+
+    members["theta"] = jax.tree.map(explore, members["theta"])
+    return jax.device_put(members, self._pop)
+
+  def member_theta(self, members, index: int):
+    """One member's meta-parameters as host numpy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x[index]), jax.device_get(members["theta"]))

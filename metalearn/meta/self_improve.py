@@ -1,0 +1,234 @@
+"""Self-improvement: learned rules that meta-train their own successors, with PBT across generations.
+
+    result = self_improve(config, "runs/self_improve")   # resumes from the newest checkpoint
+
+Generation 0 is a population of ``population_size`` rules at random meta-parameters (``init``:
+``"random"``, the rule's init plus ``init_scale`` x N(0, 1) on every meta-parameter; or
+``"adam_like"``, the rule's own init, for comparison). Their fitness is measured on the
+meta-validation tasks (``eval_tasks``, which must not be meta-training tasks). Then, for each
+generation g = 1 .. ``num_generations``:
+
+1. every member is meta-trained ``generation_steps`` outer steps with the config's estimator; its
+   meta-gradient is applied by the rule of generation g-1's best member (``meta_optimizer="best"``,
+   the default), by its own rule (``"own"``), or by Adam (``"adam"``, the control), always with
+   the member's own meta-optimizer state (see ``population.py``);
+2. its fitness is measured on the meta-validation tasks (lower is better);
+3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
+   member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
+
+Written to the workdir: ``lineage.jsonl`` (one line per member and generation: its fitness, the
+member of the previous generation it continued from, and the rule that trained it),
+``generations/gen_NNN.safetensors`` (each generation's best rule, loadable by every tool that takes
+a ``.safetensors`` file), ``config.json`` and ``checkpoints/`` (orbax, one per generation: every
+member's state, the best rule and, in the checkpoint's JSON, the lineage so far). The lineage file
+is rewritten from the checkpoint after each save and on resume, so a run killed at any point
+(SIGKILL included) resumes at the last finished generation and records each generation once.
+SIGTERM / Ctrl-C stop after the current outer step without saving it (the generation is redone).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+
+import metalearn.artifacts as artifacts
+import metalearn.parallel as parallel
+from metalearn.checkpoint import Checkpointer
+from metalearn.files import atomic_write
+from metalearn.meta import config as config_lib
+from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
+from metalearn.meta.train import check_workdir
+
+LINEAGE = "lineage.jsonl"
+GENERATIONS = "generations"
+FORMAT = "metalearn.self_improve.v1"
+# Keys that may change between runs on one workdir (more generations, other held-out settings).
+RESUMABLE = config_lib.RESUMABLE_KEYS | {"num_generations", "heldout_tasks", "heldout_seeds",
+                                         "heldout_suite"}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The meta-training keys (``meta.config.default_config``) plus the self-improvement ones."""
+  c = config_lib.default_config()
+  c.name = "self_improve"
+  c.population_size = 8           # rules in the population; a multiple of the device count
+  c.num_generations = 3           # generations after generation 0 (the initial population)
+  c.generation_steps = 20         # outer steps per member per generation (K)
+  c.init = "random"               # random | adam_like
+  c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
+  c.meta_optimizer = "best"       # best | own | adam (the control)
+  c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
+  c.explore_sigma = 0.05          # perturbation of a copied theta: + explore_sigma * N(0, 1)
+  c.fitness_horizon = 200         # steps each meta-validation task is trained for (fitness)
+  c.fitness_seeds = 2
+  # The report's held-out evaluation of each generation's best rule vs tuned baselines.
+  c.heldout_suite = "out_of_distribution"
+  c.heldout_tasks = ()            # task ids of that suite (empty: the whole suite)
+  c.heldout_seeds = 2
+  c.population_per_task = 2
+  c.estimator = "es"
+  c.eval_every = 0
+  return c
+
+
+def load_config(path: str | None) -> ml_collections.ConfigDict:
+  return config_lib.load_config(path, defaults=default_config)
+
+
+def validate(config, num_devices: int) -> None:
+  """Raises ValueError naming the first invalid value and how to fix it."""
+  config_lib.validate(config, 1)   # the inner populations are not sharded here; members are
+  c = config
+
+  def need(cond, msg):
+    if not cond:
+      raise ValueError(f"invalid config: {msg}")
+
+  for key in ("population_size", "num_generations", "generation_steps", "fitness_horizon",
+              "fitness_seeds", "heldout_seeds"):
+    need(isinstance(c[key], int) and not isinstance(c[key], bool) and c[key] > 0,
+         f"{key} must be a positive integer, got {c[key]!r}.")
+  need(c.population_size >= 2, f"population_size must be >= 2, got {c.population_size}.")
+  need(c.population_size % num_devices == 0,
+       f"population_size={c.population_size} does not divide over {num_devices} devices; use a "
+       f"multiple of {num_devices} (or set num_devices).")
+  need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
+  need(c.meta_optimizer in META_OPTIMIZERS,
+       f"meta_optimizer must be one of {META_OPTIMIZERS}, got {c.meta_optimizer!r}.")
+  need(0 < c.exploit_fraction <= 0.5, f"exploit_fraction must be in (0, 0.5], got "
+       f"{c.exploit_fraction}.")
+  need(c.explore_sigma >= 0 and c.init_scale >= 0, "explore_sigma and init_scale must be >= 0.")
+  need(c.eval_tasks, "eval_tasks (the meta-validation tasks that fitness is measured on) is empty; "
+       "set it to task specs that are not meta-training tasks.")
+  train = {json.dumps(dict(s), sort_keys=True) for s in c.task_specs}
+  shared = [dict(s) for s in c.eval_tasks if json.dumps(dict(s), sort_keys=True) in train]
+  need(not shared, f"eval_tasks must not be meta-training tasks (task_specs); both have {shared}.")
+  need(c.rule != "adam" or c.meta_optimizer == "adam",
+       "rule 'adam' has no learned state to train a rule with; use a learned rule.")
+
+
+@dataclasses.dataclass
+class Result:
+  generation: int                  # generations finished (0: only the initial population)
+  best_theta: object
+  best_fitness: float
+  lineage: list                    # the records of lineage.jsonl
+  preempted: bool = False
+  signal: str | None = None
+
+
+def _records(generation, fitness, parents, trained_by, meta_loss=None) -> list[dict]:
+  best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
+  return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
+           "parent": None if parents is None else int(parents[i]),
+           "trained_by": trained_by, "best": i == best,
+           "meta_loss": None if meta_loss is None else float(meta_loss[i])}
+          for i in range(len(fitness))]
+
+
+def _write_lineage(root: epath.Path, lineage: list) -> None:
+  atomic_write(root / LINEAGE, "".join(json.dumps(r) + "\n" for r in lineage))
+
+
+def _best_of(lineage: list, generation: int) -> dict:
+  return next(r for r in lineage if r["generation"] == generation and r["best"])
+
+
+def generation_file(workdir: str, generation: int) -> str:
+  return os.path.join(workdir, GENERATIONS, f"gen_{generation:03d}.safetensors")
+
+
+def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = None) -> Result:
+  """Runs (or resumes) self-improvement to ``num_generations`` in ``workdir`` (module doc)."""
+  mesh = mesh or parallel.make_mesh(config.num_devices or None)
+  validate(config, mesh.devices.size)
+  check_workdir(workdir)
+  pop = Population(config, mesh)
+  cfg_json = config_lib.to_json(config)
+  root = epath.Path(workdir)
+  progress = config.progress if progress is None else progress
+  log = print if progress else (lambda *a, **k: None)
+  ckpt = Checkpointer(str(root / artifacts.CHECKPOINT_DIR), keep=config.keep_checkpoints)
+  try:
+    if ckpt.latest_step() is None:
+      members, lineage, done = pop.init_members(), [], -1
+    else:
+      stored, done = ckpt.newest_config()
+      bad = config_lib.incompatible_keys(
+          {k: v for k, v in stored["config"].items() if k not in RESUMABLE},
+          {k: v for k, v in cfg_json.items() if k not in RESUMABLE})
+      if bad:
+        raise ValueError(
+            f"workdir {workdir} holds a self-improvement run of a different config ("
+            + ", ".join(f"{k}: {stored['config'].get(k)!r} there vs {cfg_json.get(k)!r} now"
+                        for k in bad) + "). Use a new --workdir, or the same config to resume.")
+      template = {"members": pop.abstract_members(),
+                  "meta_theta": jax.tree.map(
+                      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
+                                                     sharding=parallel.replicated(mesh)),
+                      jax.eval_shape(pop._init_theta, jax.random.key(0)))}
+      state, done = ckpt.restore(template)
+      members, meta_theta = state["members"], state["meta_theta"]
+      lineage = ckpt.config(done)["lineage"]
+      log(f"resuming {workdir} after generation {done}")
+    atomic_write(root / "config.json", json.dumps(cfg_json, indent=2))
+    _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
+    ckpt.install_signal_handlers()
+
+    def finish_generation(g, fitness, trained_by, meta_loss, came_from):
+      nonlocal members, lineage
+      best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
+      best_theta = pop.member_theta(members, best)
+      artifacts.save(generation_file(workdir, g), pop.rule, best_theta, generation=g,
+                     member=best, fitness=float(fitness[best]), self_improve_workdir=workdir,
+                     task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
+                     train_horizon=[config.min_horizon, config.max_horizon])
+      parents = pop.parents(fitness, g)
+      lineage = lineage + _records(g, fitness, came_from, trained_by, meta_loss)
+      for r in lineage[-len(fitness):]:
+        r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
+      members = pop.exploit_explore(members, parents, g)
+      state = {"members": members, "meta_theta": jax.tree.map(np.asarray, best_theta)}
+      ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
+      ckpt.wait()
+      _write_lineage(root, lineage)
+      log(f"generation {g}: best fitness {fitness[best]:.4f} (member {best}), median "
+          f"{np.median(fitness):.4f}; copied: "
+          f"{[(int(i), int(p)) for i, p in enumerate(parents) if p != i]}")
+      return best_theta
+
+    t0 = time.perf_counter()
+    if done < 0:
+      meta_theta = finish_generation(0, pop.fitness(members["theta"]), None, None, None)
+      done = 0
+    for g in range(done + 1, config.num_generations + 1):
+      prev = _best_of(lineage, g - 1)
+      trained_by = (config.meta_optimizer if config.meta_optimizer in ("adam", "own")
+                    else {"generation": g - 1, "member": prev["member"]})
+      # Each member's parent in g-1 is the member whose state it took at the exploit.
+      came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
+      came_from = [came_from[i] for i in range(pop.size)]
+      loss_sum = np.zeros(pop.size)
+      for k in range(config.generation_steps):
+        step = (g - 1) * config.generation_steps + k
+        members, meta_loss = pop.step(members, meta_theta, step)
+        loss_sum += np.asarray(jax.device_get(meta_loss))
+        if ckpt.should_stop(step):
+          log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
+          return Result(done, meta_theta, _best_of(lineage, done)["fitness"], lineage, True,
+                        ckpt.stop_signal)
+      fitness = pop.fitness(members["theta"])
+      meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
+                                     came_from)
+      done = g
+      log(f"  ({time.perf_counter() - t0:.0f} s so far)")
+    best = _best_of(lineage, done)
+    return Result(done, meta_theta, best["fitness"], lineage)
+  finally:
+    ckpt.close()

@@ -1,0 +1,225 @@
+"""Self-improvement (metalearn.meta.self_improve): rules meta-training rules, PBT, resume, sharding."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import metalearn.parallel as parallel
+from metalearn.meta import self_improve as si
+from metalearn.meta.population import Population, fitness_of_losses
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = ({"kind": "linreg", "dim": 4, "seed": 1, "batch_size": 8},)
+VALID = ({"kind": "linreg", "dim": 6, "seed": 2, "batch_size": 8},)
+
+
+def tiny_config(**kw):
+  """Seconds per generation: a learnable SGD+momentum rule (small program) on tiny regressions."""
+  c = si.default_config()
+  c.rule = "sgdm"
+  c.task_specs, c.eval_tasks = TRAIN, VALID
+  c.population_per_task = 1
+  c.truncation_length, c.min_horizon, c.max_horizon = 5, 10, 20
+  c.population_size, c.num_generations, c.generation_steps = 2, 2, 2
+  c.fitness_horizon, c.fitness_seeds = 10, 1
+  c.exploit_fraction = 0.5
+  c.progress = False
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def lineage(workdir):
+  with open(os.path.join(workdir, si.LINEAGE)) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_fitness_of_losses_scores_progress_and_caps_divergence():
+  losses = np.linspace(1.0, 0.1, 20).astype(np.float32)
+  assert float(fitness_of_losses(losses, 1.0, 10.0)) < np.log(0.2)
+  blown = losses.copy()
+  blown[-1] = np.nan
+  assert float(fitness_of_losses(blown, 1.0, 10.0)) == pytest.approx(np.log(10.0))
+  assert float(fitness_of_losses(losses * 200, 1.0, 10.0)) == pytest.approx(np.log(10.0))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eval_tasks": ()}, "eval_tasks"),
+    ({"eval_tasks": TRAIN}, "must not be meta-training tasks"),
+    ({"population_size": 3}, "does not divide over 2 devices"),
+    ({"meta_optimizer": "sgd"}, "meta_optimizer must be one of"),
+    ({"init": "zeros"}, "init must be one of"),
+])
+def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
+  with pytest.raises(ValueError, match=message):
+    si.self_improve(tiny_config(**change), str(tmp_path), mesh=parallel.make_mesh(2))
+  assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_parents_bottom_quantile_copies_top_quantile():
+  pop = Population(tiny_config(population_size=8, exploit_fraction=0.25), parallel.make_mesh(2))
+  fitness = np.array([0.5, -1.0, 2.0, 0.1, np.nan, -0.5, 0.3, 0.0])
+  parents = pop.parents(fitness, generation=3)
+  bottom, top = {4, 2}, {1, 5}     # NaN ranks last
+  assert {i for i in range(8) if parents[i] != i} == bottom
+  assert all(parents[i] in top for i in bottom)
+  assert np.array_equal(parents, pop.parents(fitness, generation=3))   # replayable
+
+
+def test_exploit_copies_theta_and_meta_optimizer_state_then_perturbs():
+  pop = Population(tiny_config(population_size=4, explore_sigma=0.1), parallel.make_mesh(2))
+  members = pop.init_members()
+  before = jax.device_get(members)
+  parents = np.array([0, 1, 0, 1])
+  after = jax.device_get(pop.exploit_explore(members, parents, generation=0))
+  for i, p in enumerate(parents):
+    for a, b in zip(jax.tree.leaves(after["outer_state"]), jax.tree.leaves(before["outer_state"])):
+      np.testing.assert_array_equal(a[i], b[p])
+    for a, b in zip(jax.tree.leaves(after["theta"]), jax.tree.leaves(before["theta"])):
+      if i == p:
+        np.testing.assert_array_equal(a[i], b[i])
+      else:
+        assert 0 < np.max(np.abs(a[i] - b[p])) < 1.0
+
+
+def test_generations_lineage_and_resume(tmp_path):
+  wd = str(tmp_path / "run")
+  mesh = parallel.make_mesh(2)
+  r = si.self_improve(tiny_config(), wd, mesh=mesh)
+  assert r.generation == 2 and not r.preempted
+  recs = lineage(wd)
+  assert [(x["generation"], x["member"]) for x in recs] == [(g, m) for g in range(3)
+                                                           for m in range(2)]
+  for g in (1, 2):
+    best_prev = next(x for x in recs if x["generation"] == g - 1 and x["best"])
+    for x in recs:
+      if x["generation"] == g:
+        assert x["trained_by"] == {"generation": g - 1, "member": best_prev["member"]}
+        prev = next(y for y in recs if y["generation"] == g - 1 and y["member"] == x["member"])
+        assert x["parent"] == prev["parent_next"]
+  for g in range(3):
+    assert os.path.isfile(si.generation_file(wd, g))
+  # Resume with one more generation: generations 0-2 are kept as they were, 3 is added once.
+  r2 = si.self_improve(tiny_config(num_generations=3), wd, mesh=mesh)
+  assert r2.generation == 3
+  recs2 = lineage(wd)
+  assert recs2[:len(recs)] == recs
+  assert sorted({x["generation"] for x in recs2}) == [0, 1, 2, 3] and len(recs2) == 8
+  with pytest.raises(ValueError, match="different config"):
+    si.self_improve(tiny_config(num_generations=3, explore_sigma=0.5), wd, mesh=mesh)
+
+
+@pytest.mark.parametrize("mode", ["adam", "own"])
+def test_control_modes_and_report(mode, tmp_path):
+  wd = str(tmp_path / "control")
+  si.self_improve(tiny_config(meta_optimizer=mode, num_generations=1), wd,
+                  mesh=parallel.make_mesh(2))
+  recs = lineage(wd)
+  assert {x["trained_by"] for x in recs if x["generation"] == 1} == {mode}
+  assert all(np.isfinite(x["fitness"]) for x in recs)
+  from metalearn.evaluate import generations
+  report = generations.write_generations_report(wd, evaluate=False)
+  text = open(report).read()
+  assert f"| 1 | {mode} |" in text
+  for png in ("fitness.png", "lineage.png"):
+    assert os.path.getsize(os.path.join(wd, "plots", png)) > 1000
+
+
+@pytest.mark.slow
+def test_same_results_on_1_and_8_devices(tmp_path):
+  config = tiny_config(population_size=8, exploit_fraction=0.25, num_generations=2)
+  runs = [si.self_improve(config, str(tmp_path / f"d{n}"), mesh=parallel.make_mesh(n))
+          for n in (1, 8)]
+  one, eight = (lineage(str(tmp_path / f"d{n}")) for n in (1, 8))
+  assert [(x["generation"], x["member"], x["parent"]) for x in one] == [
+      (x["generation"], x["member"], x["parent"]) for x in eight]
+  np.testing.assert_allclose([x["fitness"] for x in one], [x["fitness"] for x in eight],
+                             rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(runs[0].best_theta), jax.tree.leaves(runs[1].best_theta)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_sigkill_and_rerun_records_each_generation_once(tmp_path):
+  """The real CLI in a subprocess, SIGKILLed once a generation is written, then rerun."""
+  cfg = tmp_path / "si.py"
+  cfg.write_text(
+      "from metalearn.meta.self_improve import default_config\n"
+      "def get_config():\n"
+      "  c = default_config()\n"
+      f"  c.rule, c.task_specs, c.eval_tasks = 'sgdm', {TRAIN!r}, {VALID!r}\n"
+      "  c.population_per_task, c.truncation_length, c.min_horizon, c.max_horizon = 1, 5, 10, 20\n"
+      "  c.population_size, c.num_generations, c.generation_steps = 2, 6, 200\n"
+      "  c.fitness_horizon, c.fitness_seeds, c.exploit_fraction = 10, 1, 0.5\n"
+      "  return c\n")
+  wd = tmp_path / "run"
+  env = {**os.environ, "PYTHONPATH": REPO, "JAX_NUM_CPU_DEVICES": "1"}
+  cmd = [sys.executable, "-m", "metalearn.cli", "self-improve", "--config", str(cfg),
+         "--workdir", str(wd)]
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(wd / si.LINEAGE) and any(
+        x["generation"] >= 2 for x in lineage(str(wd))):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = max(x["generation"] for x in lineage(str(wd)))
+  assert killed_at < 6
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+  assert "resuming" in out.stdout
+  recs = lineage(str(wd))
+  assert [(x["generation"], x["member"]) for x in recs] == [(g, m) for g in range(7)
+                                                           for m in range(2)]
+  # The same numbers as an uninterrupted run (same device count).
+  ref_wd = str(tmp_path / "ref")
+  from metalearn.meta import config as config_lib
+  si.self_improve(config_lib.load_config(str(cfg), defaults=si.default_config), ref_wd,
+                  mesh=parallel.make_mesh(1), progress=False)
+  np.testing.assert_allclose([x["fitness"] for x in recs], [x["fitness"] for x in lineage(ref_wd)],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_random_init_differs_from_the_adam_like_init():
+  mesh = parallel.make_mesh(2)
+  key = jax.random.key(3)
+  like = Population(tiny_config(init="adam_like"), mesh)
+  rand = Population(tiny_config(init="random", init_scale=1.0), mesh)
+  ref = like.rule.init_meta_params(jax.random.split(key)[0])
+  for a, b in zip(jax.tree.leaves(like._init_theta(key)), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(rand._init_theta(key)), jax.tree.leaves(ref)):
+    assert np.all(np.abs(np.asarray(a) - np.asarray(b)) > 0)
+
+
+def test_recipe_loads_and_validates():
+  config = si.load_config(os.path.join(REPO, "experiments", "self_improve.py"))
+  si.validate(config, 1)
+  assert config.init == "random" and config.meta_optimizer == "best"
+  from metalearn.evaluate import get_suite
+  ids = {t.id for t in get_suite(config.heldout_suite)}
+  assert set(config.heldout_tasks) <= ids
+
+
+def test_run_evaluation_rejects_unknown_task_ids(tmp_path):
+  from metalearn.evaluate import run_evaluation
+  with pytest.raises(ValueError, match="not in suite 'tiny'"):
+    run_evaluation("init:sgdm", "tiny", str(tmp_path / "bad"), task_ids=["nope@1"])
+
+
+@pytest.mark.slow
+def test_run_evaluation_on_a_subset_of_a_suite(tmp_path):
+  from metalearn.evaluate import get_suite, run_evaluation
+  first = get_suite("tiny")[0].id
+  res = run_evaluation("init:sgdm", "tiny", str(tmp_path / "ok"), seeds=1, progress=False,
+                       task_ids=[first])
+  assert [t["id"] for t in res["tasks"]] == [first] and res["complete"]
