@@ -253,8 +253,10 @@ def test_config_files_in_experiments_load():
   for name in sorted(os.listdir(root)):
     text = open(os.path.join(root, name)).read() if name.endswith(".py") else ""
     # Meta-training recipes; search_*.py are `metalearn search` configs (tested in test_search),
-    # self_improve*.py are `metalearn self-improve` configs (tested in test_self_improve).
-    if "def get_config" in text and not name.startswith(("_", "search_", "self_improve")):
+    # self_improve*.py are `metalearn self-improve` configs (tested in test_self_improve),
+    # campaign_*.py are `metalearn campaign` configs (tested in test_nas).
+    if "def get_config" in text and not name.startswith(("_", "search_", "self_improve",
+                                                         "campaign_")):
       config = config_lib.load_config(os.path.join(root, name))
       config_lib.validate(config, 1)
       if config.init_theta:
