@@ -253,3 +253,13 @@ def test_campaign_meta_trains_its_rule_then_searches_with_it(tmp_path):
   assert out["rule"]["outer_steps"] == 2
   assert os.path.isfile(os.path.join(wd, "rule", "metrics.jsonl"))
   assert out["search"]["sides"]["learned"]["candidates"] == 1 and out["final"] is None
+
+
+def test_campaign_configs_in_experiments_load_and_check():
+  import glob
+  from metalearn.search import campaign
+  root = os.path.join(os.path.dirname(__file__), "..", "experiments")
+  paths = sorted(glob.glob(os.path.join(root, "campaign_*.py")))
+  assert paths
+  for path in paths:
+    campaign.check_config(campaign.load_config(path))
