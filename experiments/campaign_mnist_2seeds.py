@@ -5,16 +5,10 @@ up when that noise is halved. Both sides spend twice the inner steps, so the rat
 
     metalearn campaign --config experiments/campaign_mnist_2seeds.py --workdir runs/campaign_mnist_2seeds
 """
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "campaign_mnist", os.path.join(os.path.dirname(os.path.abspath(__file__)), "campaign_mnist.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from campaign_mnist import get_config as base_config
 
 
 def get_config():
-  c = _base.get_config()
+  c = base_config()
   c.update(name="campaign_mnist_2seeds", seeds=(0, 1))
   return c

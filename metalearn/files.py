@@ -40,3 +40,29 @@ def atomic_write(path, content: str | bytes | Callable[[str], None]) -> None:
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def run_get_config(path: str, what: str = "config file"):
+  """Executes the Python config file ``path`` and returns its ``get_config()``.
+
+  The file's folder is on ``sys.path`` while it runs, so a config may import the config it derives
+  from (``from campaign_mnist import get_config as base``). ``what`` names the kind of config in
+  the errors: a missing file, a directory, or a file without ``get_config()``.
+  """
+  import importlib.util
+  import sys
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what} {path} does not exist; pass a Python file with get_config().")
+  if os.path.isdir(path):
+    raise ValueError(f"{what} {path} is a directory; pass a Python file with get_config().")
+  spec = importlib.util.spec_from_file_location("metalearn_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  folder = os.path.dirname(os.path.abspath(path))
+  sys.path.insert(0, folder)
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(folder)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"{what} {path} has no get_config() function.")
+  return module.get_config()

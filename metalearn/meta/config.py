@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib.util
 import json
-import os
-import sys
 
 import ml_collections
+
+from metalearn import files
 
 # Keys that may change between runs on one workdir without making its checkpoint incompatible.
 RESUMABLE_KEYS = frozenset({
@@ -81,23 +80,7 @@ def load_config(path: str | None, defaults=default_config) -> ml_collections.Con
   config = defaults()
   if not path:
     return config
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"config file {path} does not exist; pass a Python file with "
-                            "get_config(), e.g. experiments/default.py.")
-  if os.path.isdir(path):
-    raise ValueError(f"--config {path} is a directory; pass a Python file with get_config(), "
-                     "e.g. experiments/default.py.")
-  spec = importlib.util.spec_from_file_location("metalearn_user_config", path)
-  module = importlib.util.module_from_spec(spec)
-  folder = os.path.dirname(os.path.abspath(path))
-  sys.path.insert(0, folder)  # recipes may import their base config from the same folder
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(folder)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} has no get_config() function.")
-  values = module.get_config()
+  values = files.run_get_config(path, "config file")
   if not hasattr(values, "items"):
     raise ValueError(f"get_config() in {path} returned {type(values).__name__}, not a ConfigDict "
                      "or dict of config keys.")

@@ -21,13 +21,13 @@ Each stage logs ``metrics.jsonl`` and TensorBoard events in its folder and shows
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
 
 import numpy as np
 
+from metalearn import files
 from metalearn.files import atomic_write
 from metalearn.search import nas, nas_report
 from metalearn.search.nas_space import make_space
@@ -59,14 +59,7 @@ DEFAULTS = {
 
 
 def load_config(path: str) -> dict:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"campaign config {path} does not exist.")
-  spec = importlib.util.spec_from_file_location("_campaign_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"campaign config {path} has no get_config() function.")
-  return check_config(module.get_config())
+  return check_config(files.run_get_config(path, "campaign config"))
 
 
 def check_config(config) -> dict:

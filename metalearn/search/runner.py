@@ -9,13 +9,13 @@ storage are validated, before anything is written to the workdir.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 from optuna.trial import TrialState
 
+from metalearn import files
 from metalearn.files import atomic_write
 from metalearn.search import study as study_lib
 from metalearn.search.hpo import OptimizerTarget, optimize
@@ -49,14 +49,7 @@ DEFAULTS = {
 
 
 def load_config(path: str) -> dict:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"search config {path} does not exist.")
-  spec = importlib.util.spec_from_file_location("_search_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"search config {path} has no get_config() function.")
-  return check_config(module.get_config())
+  return check_config(files.run_get_config(path, "search config"))
 
 
 def check_config(config) -> dict:
