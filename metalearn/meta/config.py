@@ -12,7 +12,7 @@ import json
 
 import ml_collections
 
-from metalearn import files
+from metalearn.files import run_get_config
 
 # Keys that may change between runs on one workdir without making its checkpoint incompatible.
 RESUMABLE_KEYS = frozenset({
@@ -80,7 +80,7 @@ def load_config(path: str | None, defaults=default_config) -> ml_collections.Con
   config = defaults()
   if not path:
     return config
-  values = files.run_get_config(path, "config file")
+  values = run_get_config(path, "config file")
   if not hasattr(values, "items"):
     raise ValueError(f"get_config() in {path} returned {type(values).__name__}, not a ConfigDict "
                      "or dict of config keys.")

@@ -27,8 +27,7 @@ import time
 
 import numpy as np
 
-from metalearn import files
-from metalearn.files import atomic_write
+from metalearn.files import atomic_write, run_get_config
 from metalearn.search import nas, nas_report
 from metalearn.search.nas_space import make_space
 from metalearn.search.nas_train import Trainer, train_and_score
@@ -59,7 +58,7 @@ DEFAULTS = {
 
 
 def load_config(path: str) -> dict:
-  return check_config(files.run_get_config(path, "campaign config"))
+  return check_config(run_get_config(path, "campaign config"))
 
 
 def check_config(config) -> dict:

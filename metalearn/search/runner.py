@@ -15,8 +15,7 @@ import os
 import numpy as np
 from optuna.trial import TrialState
 
-from metalearn import files
-from metalearn.files import atomic_write
+from metalearn.files import atomic_write, run_get_config
 from metalearn.search import study as study_lib
 from metalearn.search.hpo import OptimizerTarget, optimize
 from metalearn.search.space import Space
@@ -49,7 +48,7 @@ DEFAULTS = {
 
 
 def load_config(path: str) -> dict:
-  return check_config(files.run_get_config(path, "search config"))
+  return check_config(run_get_config(path, "search config"))
 
 
 def check_config(config) -> dict:
