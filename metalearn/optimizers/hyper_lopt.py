@@ -33,8 +33,9 @@ decay and decoupled weight decay. The state is ``m``, ``v`` (2 floats per parame
 hidden state [num_tensors, H], the stored statistics [num_tensors, 4] and the loss statistics.
 
 Client safety as in ScaledLOpt: a NaN/Inf gradient element counts as zero (finite ones are clipped
-to +-1e15), so it changes only its own update; if a direction still came out non-finite the whole
-step is skipped (zero update, state kept); zero-gradient elements get no update.
+to +-1e15), so it changes only its own update; if a direction still came out non-finite (only with
+non-finite meta-parameters) the update is zero and the per-tensor state is kept (m and v, always
+finite, take the step); zero-gradient elements get no update.
 """
 from __future__ import annotations
 
@@ -147,7 +148,9 @@ class HyperLOpt(base.LearnedRule):
   init_gamma: float = 1.0
   cosine: bool = True
   name = "hyper_lopt"
-  math_version = 1
+  # 2: a non-finite direction no longer freezes m and v (the update is still zero and the
+  #    per-tensor state kept); identical numbers whenever theta is finite.
+  math_version = 2
 
   def __post_init__(self):
     for k in ("hidden_size", "num_mlps", "mlp_hidden"):
@@ -241,10 +244,12 @@ class HyperLOpt(base.LearnedRule):
       new_stats = jnp.stack([o[3] for o in out]).reshape(n, NUM_STATS)
       new_updates = jax.tree.map(lambda u, g: jnp.where(ok, u, 0.0).astype(g.dtype),
                                  pick(0), updates)
+      # m and v come from sanitised gradients and are always finite, so only the O(tensors) state
+      # is guarded: selecting m and v too would cost two parameter-sized passes per step.
       new_state = HyperLOptState(
-          jnp.where(ok, count, state.count), jax.tree.map(keep, pick(1), state.mu),
-          jax.tree.map(keep, pick(2), state.nu), jax.tree.map(keep, stats, state.loss),
-          keep(hidden, state.hidden), keep(new_stats, state.stats))
+          jnp.where(ok, count, state.count), pick(1), pick(2),
+          jax.tree.map(keep, stats, state.loss), keep(hidden, state.hidden),
+          keep(new_stats, state.stats))
       return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
