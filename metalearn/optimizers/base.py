@@ -62,6 +62,18 @@ class LearnedRule(abc.ABC):
                          else jnp.asarray(x, jnp.float32), theta)
     return client.client_safe(self.transformation(theta, num_steps), type(self).__name__)
 
+  def check_fields(self, *, at_least: dict[int, tuple[str, ...]] | None = None,
+                   positive: tuple[str, ...] = ()) -> None:
+    """For ``__post_init__``: ``at_least={1: ("hidden_size",)}`` requires each named field to be
+    >= 1, ``positive=("init_lr",)`` > 0; the error names the field and its value."""
+    for bound, names in (at_least or {}).items():
+      for k in names:
+        if getattr(self, k) < bound:
+          raise ValueError(f"{k} must be >= {bound}, got {getattr(self, k)}.")
+    for k in positive:
+      if not getattr(self, k) > 0:
+        raise ValueError(f"{k} must be > 0, got {getattr(self, k)}.")
+
   def config(self) -> dict:
     """Constructor arguments, JSON-serialisable, so that a checkpoint can rebuild the rule."""
     return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}

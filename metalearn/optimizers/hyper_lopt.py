@@ -153,15 +153,8 @@ class HyperLOpt(base.LearnedRule):
   math_version = 2
 
   def __post_init__(self):
-    for k in ("hidden_size", "num_mlps", "mlp_hidden"):
-      if getattr(self, k) < 1:
-        raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}.")
-    for k in ("init_lr", "scale_floor", "init_wd"):
-      if not getattr(self, k) > 0:
-        raise ValueError(f"{k} must be > 0, got {getattr(self, k)}.")
-
-  def config(self) -> dict:
-    return dataclasses.asdict(self)
+    self.check_fields(at_least={1: ("hidden_size", "num_mlps", "mlp_hidden")},
+                      positive=("init_lr", "scale_floor", "init_wd"))
 
   def init_meta_params(self, key):
     hs, k, hm, nf = self.hidden_size, self.num_mlps, self.mlp_hidden, NUM_FEATURES

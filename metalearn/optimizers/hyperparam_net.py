@@ -77,10 +77,7 @@ class HyperparamNet(base.LearnedRule):
   math_version: ClassVar[int] = 2
 
   def __post_init__(self):
-    if self.hidden_size < 1:
-      raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}.")
-    if not self.step_bound > 0:
-      raise ValueError(f"step_bound must be > 0, got {self.step_bound}.")
+    self.check_fields(at_least={1: ("hidden_size",)}, positive=("step_bound",))
 
   def init_meta_params(self, key):
     h = self.hidden_size

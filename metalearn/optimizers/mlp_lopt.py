@@ -99,12 +99,7 @@ class MLPLOpt(base.LearnedRule):
   retired_config: ClassVar[tuple] = ("factored",)
 
   def __post_init__(self):
-    if self.hidden_size < 1:
-      raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}.")
-    if not self.init_lr > 0:
-      raise ValueError(f"init_lr must be > 0, got {self.init_lr}.")
-    if not self.step_bound > 0:
-      raise ValueError(f"step_bound must be > 0, got {self.step_bound}.")
+    self.check_fields(at_least={1: ("hidden_size",)}, positive=("init_lr", "step_bound"))
 
   @property
   def num_features(self) -> int:

@@ -158,14 +158,8 @@ class ScaledLOpt(base.LearnedRule):
   math_version = 3
 
   def __post_init__(self):
-    if self.hidden_size < 0:
-      raise ValueError(f"hidden_size must be >= 0, got {self.hidden_size}.")
-    for k in ("init_lr", "scale_floor", "init_wd"):
-      if not getattr(self, k) > 0:
-        raise ValueError(f"{k} must be > 0, got {getattr(self, k)}.")
-
-  def config(self) -> dict:
-    return dataclasses.asdict(self)
+    self.check_fields(at_least={0: ("hidden_size",)},
+                      positive=("init_lr", "scale_floor", "init_wd"))
 
   def init_meta_params(self, key):
     h = max(self.hidden_size, 1)
