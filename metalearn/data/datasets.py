@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from metalearn.data import prepare as prepare_lib
-from metalearn.data.bundled import VOCAB_SIZE, frozen
+from metalearn.data.bundled import frozen
+from metalearn.data.text import VOCAB_SIZE
 # Preparation's public names, re-exported: this module is the one users import.
 from metalearn.data.prepare import (BUNDLED, DATA_DIR_ENV, METALEARN_DATA_DIR_ENV,  # noqa: F401
                                     DatasetNotPreparedError, default_data_dir, prepare)
