@@ -66,6 +66,27 @@ def state_floats_per_param(opt, model_params: int) -> float:
   return floats / model_params
 
 
+def in_turns(timers, rounds, seed=0):
+  """Calls every ``timers[name]() -> seconds`` once per round, in a shuffled order each round, so
+  machine noise and position effects hit every entry alike. Returns name -> list of seconds."""
+  times = {name: [] for name in timers}
+  order = list(timers)
+  rng = np.random.default_rng(seed)
+  for _ in range(rounds):
+    rng.shuffle(order)
+    for name in order:
+      times[name].append(timers[name]())
+  return times
+
+
+def median_ratio(times, base="adamw"):
+  """name -> median over rounds of (its time / ``base``'s time in the same round). Each ratio pairs
+  two runs timed moments apart, which cancels the slow load drift of a shared machine better than
+  a ratio of medians."""
+  return {name: statistics.median(t / b for t, b in zip(ts, times[base]))
+          for name, ts in times.items()}
+
+
 def time_steps(step, state, n):
   state, loss = step(state)
   jax.block_until_ready(loss)
@@ -118,19 +139,15 @@ def main(argv=None):
         nparams = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
       steps[rname], states[rname] = step, state
       floats[rname] = state_floats_per_param(opt, nparams)
-    times = {r: [] for r in steps}
-    order = list(steps)
-    rng = np.random.default_rng(0)
-    for _ in range(args.rounds):
-      # In turns, in a shuffled order, so machine noise and position effects hit every rule alike.
-      rng.shuffle(order)
-      for r in order:
+    def timer(r):
+      def run():
         dt, states[r] = time_steps(steps[r], states[r], args.steps)
-        times[r].append(dt)
+        return dt
+      return run
+
+    times = in_turns({r: timer(r) for r in steps}, args.rounds)
     med = {r: statistics.median(v) for r, v in times.items()}
-    # The ratio is the median of per-round ratios: each pairs a rule with AdamW timed moments apart,
-    # which cancels the slow load drift of a shared machine better than a ratio of medians.
-    ratio = {r: statistics.median(t / a for t, a in zip(times[r], times["adamw"])) for r in times}
+    ratio = median_ratio(times)
     row = {r: {"median_step_ms": 1e3 * med[r], "ratio_vs_adamw": ratio[r],
                "state_floats_per_param": floats[r]} for r in med}
     results["models"][mname] = row

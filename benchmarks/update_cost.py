@@ -25,9 +25,9 @@ import metalearn as ml
 from metalearn.optimizers import make_rule
 
 try:  # run as a script (python benchmarks/update_cost.py) or as a module
-  from step_cost import MODELS
+  from step_cost import MODELS, in_turns, median_ratio
 except ImportError:
-  from benchmarks.step_cost import MODELS
+  from benchmarks.step_cost import MODELS, in_turns, median_ratio
 
 
 def model_params(name):
@@ -94,12 +94,8 @@ def main(argv=None):
     jax.block_until_ready(s)
     runs["adamw"][2] = s
     reps = max(1, int(0.05 / max(time.perf_counter() - t, 1e-6)))
-    times = {r: [] for r in runs}
-    order = list(runs)
-    rng = np.random.default_rng(0)
-    for _ in range(args.rounds):
-      rng.shuffle(order)
-      for r in order:
+    def timer(r):
+      def run():
         c, g, s, _ = runs[r]
         _, s = c(g, s, params)   # warm, and keeps the donated state chain alive
         jax.block_until_ready(s)
@@ -107,13 +103,14 @@ def main(argv=None):
         for _ in range(reps):
           _, s = c(g, s, params)
         jax.block_until_ready(s)
-        times[r].append((time.perf_counter() - t) / reps)
         runs[r][2] = s
-    row = {}
-    for r, ts in times.items():
-      row[r] = {"median_update_ms": 1e3 * statistics.median(ts),
-                "ratio_vs_adamw": statistics.median(a / b for a, b in zip(ts, times["adamw"])),
-                "bytes_per_param": runs[r][3] / n}
+        return (time.perf_counter() - t) / reps
+      return run
+
+    times = in_turns({r: timer(r) for r in runs}, args.rounds)
+    ratio = median_ratio(times)
+    row = {r: {"median_update_ms": 1e3 * statistics.median(ts), "ratio_vs_adamw": ratio[r],
+               "bytes_per_param": runs[r][3] / n} for r, ts in times.items()}
     out["sets"][set_name] = {"num_params": n, "rules": row}
     print(f"\n{set_name}: {n:,} parameters ({out['device']}, {args.rounds} rounds x {reps} calls)")
     print(f"{'rule':<16}{'update ms':>11}{'x adamw':>9}{'bytes/param':>13}")
