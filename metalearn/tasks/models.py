@@ -39,6 +39,14 @@ class MLP(nnx.Module):
     return self.head(x)
 
 
+def _conv_stack(chans: Sequence[int], kernel_size: int, *, use_bias: bool, rngs) -> nnx.List:
+  """Square ``kernel_size`` convolutions chans[0] -> chans[1] -> ...; stride 2 after the first."""
+  return nnx.List([
+      nnx.Conv(a, b, kernel_size=(kernel_size, kernel_size),
+               strides=(1, 1) if i == 0 else (2, 2), padding="SAME", use_bias=use_bias, rngs=rngs)
+      for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
+
+
 class CNN(nnx.Module):
   """Square convolutions of ``kernel_size`` (default 3; stride 2 after the first) with ``act``,
   global mean pool, linear head."""
@@ -46,11 +54,7 @@ class CNN(nnx.Module):
   def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs,
                kernel_size: int = 3):
     chans = [in_channels, *channels]
-    self.convs = nnx.List([
-        nnx.Conv(a, b, kernel_size=(kernel_size, kernel_size),
-                 strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
-                 rngs=rngs)
-        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
+    self.convs = _conv_stack(chans, kernel_size, use_bias=True, rngs=rngs)
     self.head = nnx.Linear(chans[-1], out_size, rngs=rngs)
     self.act = activation(act)
 
@@ -133,11 +137,7 @@ class NormCNN(nnx.Module):
   def __init__(self, in_channels: int, channels: Sequence[int], out_size: int, act: str, *, rngs,
                kernel_size: int = 3):
     chans = [in_channels, *channels]
-    self.convs = nnx.List([
-        nnx.Conv(a, b, kernel_size=(kernel_size, kernel_size),
-                 strides=(1, 1) if i == 0 else (2, 2), padding="SAME",
-                 use_bias=False, rngs=rngs)
-        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))])
+    self.convs = _conv_stack(chans, kernel_size, use_bias=False, rngs=rngs)
     self.norms = nnx.List([nnx.GroupNorm(c, num_groups=_groups(c), rngs=rngs) for c in channels])
     self.head = nnx.Linear(chans[-1], out_size, rngs=rngs)
     self.act = activation(act)
