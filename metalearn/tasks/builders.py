@@ -131,19 +131,24 @@ def autoencoder(spec: TaskSpec, data_dir: str | None) -> Task:
       int(np.prod(s)), spec.hidden or (32,), spec.activation, rngs=rngs), _reconstruction_loss)
 
 
-@register_kind("char_lm")
-def char_lm(spec: TaskSpec, data_dir: str | None) -> Task:
-  """A causal transformer language model over characters (default corpus: pychars)."""
+def _text_task(spec: TaskSpec, data_dir: str | None, make_model, metric=None) -> Task:
+  """A next-character task on a text corpus (default pychars); ``make_model(vocab, rngs)``."""
   name = spec.dataset or "pychars"
   tr = data_lib.load_text(name, split="train", data_dir=data_dir)
   te = data_lib.load_text(name, split="test", data_dir=data_dir)
   vocab = int(tr["vocab_size"])
-  ctor = lambda rngs: models.CharTransformer(vocab, spec.seq_len, spec.d_model, spec.num_layers,
-                                             spec.num_heads, rngs=rngs)
-  return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
+  return Task(spec, lambda rngs: make_model(vocab, rngs),
+              {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
               {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
               lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call,
-              accuracy)
+              metric)
+
+
+@register_kind("char_lm")
+def char_lm(spec: TaskSpec, data_dir: str | None) -> Task:
+  """A causal transformer language model over characters (default corpus: pychars)."""
+  return _text_task(spec, data_dir, lambda vocab, rngs: models.CharTransformer(
+      vocab, spec.seq_len, spec.d_model, spec.num_layers, spec.num_heads, rngs=rngs), accuracy)
 
 
 @register_kind("cnn_norm")
@@ -158,14 +163,8 @@ def cnn_norm(spec: TaskSpec, data_dir: str | None) -> Task:
 @register_kind("rnn_lm")
 def rnn_lm(spec: TaskSpec, data_dir: str | None) -> Task:
   """A GRU language model over characters (``num_layers`` GRUs of width ``d_model``)."""
-  name = spec.dataset or "pychars"
-  tr = data_lib.load_text(name, split="train", data_dir=data_dir)
-  te = data_lib.load_text(name, split="test", data_dir=data_dir)
-  vocab = int(tr["vocab_size"])
-  ctor = lambda rngs: models.GRULM(vocab, spec.d_model, spec.num_layers, rngs=rngs)
-  return Task(spec, ctor, {"tokens": jnp.asarray(tr["tokens"], jnp.int32)},
-              {"tokens": jnp.asarray(te["tokens"], jnp.int32)},
-              lambda d, key: text_batch(d, key, spec.batch_size, spec.seq_len), xent_loss, _call)
+  return _text_task(spec, data_dir, lambda vocab, rngs: models.GRULM(
+      vocab, spec.d_model, spec.num_layers, rngs=rngs))
 
 
 @register_kind("tabular_mlp")
