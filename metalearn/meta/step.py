@@ -68,7 +68,8 @@ def load_init_theta(config, rule):
     src_rule, theta, _ = artifacts.resolve(config.init_theta)
   except (ValueError, FileNotFoundError) as e:
     raise ValueError(f"init_theta={config.init_theta!r}: {e}") from e
-  if type(src_rule) is not type(rule) or src_rule.config() != rule.config():
+  theta = rule.warm_start(src_rule, theta)
+  if theta is None:
     raise ValueError(
         f"init_theta={config.init_theta!r} holds meta-parameters of {type(src_rule).__name__} "
         f"{src_rule.config()}, but this run meta-trains {type(rule).__name__} {rule.config()}. "

@@ -78,6 +78,15 @@ class LearnedRule(abc.ABC):
     """Constructor arguments, JSON-serialisable, so that a checkpoint can rebuild the rule."""
     return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
+  def warm_start(self, src_rule: "LearnedRule", src_theta: MetaParams) -> MetaParams | None:
+    """``src_theta`` (meta-parameters of ``src_rule``) as a starting point for this rule, or None
+    if they do not fit. The same class and config fit as they are; a rule that adds meta-parameters
+    on top of another configuration (``ScaledLOpt(adaptive=True)`` over a non-adaptive one)
+    overrides this to fill the new ones from its init."""
+    if type(src_rule) is type(self) and src_rule.config() == self.config():
+      return src_theta
+    return None
+
   def check_meta_params(self, theta: MetaParams) -> None:
     """Raises ``ValueError`` naming the first leaf of ``theta`` that does not fit this rule.
 

@@ -47,6 +47,7 @@ from metalearn.optimizers import base
 
 NUM_CONTROL_FEATURES = base.NUM_TIME_FEATURES + 6   # + 2 loss features + 4 tensor features
 _BIG = 1e15   # |g| clip: its square (1e30) stays finite in float32
+_MAX_LOG_STEP = 3.0   # adaptive rules: the per-tensor step multiplier stays in [e^-3, e^3]
 
 
 class LossStats(NamedTuple):
@@ -62,6 +63,8 @@ class ScaledLOptState(NamedTuple):
   mu: optax.Updates
   nu: optax.Updates
   loss: LossStats
+  # ``adaptive`` rules: per-tensor log step multiplier (a scalar per parameter); () otherwise.
+  log_step: optax.Updates = ()
 
 
 def _loss_stats_init():
@@ -151,6 +154,10 @@ class ScaledLOpt(base.LearnedRule):
   cosine: bool = True            # multiply by a cosine decay over the horizon
   normalize: bool = True         # divide D by rms(D) (ablation: False keeps D's own size)
   relative: bool = True          # scale by max(rms(p), floor) (ablation: False uses 1)
+  adaptive: bool = False         # per-tensor step adaptation from gradient-sign agreement
+  init_adapt_rate: float = 0.02  # (adaptive) log-step change per step at full agreement
+  adapt_memory: float = 0.99     # (adaptive) leak of the log-step: it forgets old agreement
+  horizon_aware: bool = False    # the controller also reads log(num_steps): a learned power law
   name = "scaled_lopt"   # class attributes, not fields
   # 2: NaN/Inf elements count as zero; decay only elements that saw a gradient.
   # 3: a non-finite direction zeroes the update but no longer freezes m, v and the step count
@@ -174,7 +181,21 @@ class ScaledLOpt(base.LearnedRule):
         "w_in": jax.random.normal(key, (2, h), jnp.float32) * float(1 / np.sqrt(2.0)),
         "b_hidden": jnp.full((h,), 0.1, jnp.float32),
         "w_out": jnp.zeros((h,), jnp.float32),
-    }
+    } | ({"adapt_rate": f(self.init_adapt_rate), "adapt_bias": f(0.0)} if self.adaptive else {}) \
+      | ({"w_horizon": f(0.0)} if self.horizon_aware else {})
+
+  def warm_start(self, src_rule, src_theta):
+    """Also starts an adaptive rule from a non-adaptive one of the same configuration: its
+    meta-parameters are kept and the adaptation's (``adapt_rate``, ``adapt_bias``) come from
+    this rule's init (``init_adapt_rate``)."""
+    added = ("adaptive", "init_adapt_rate", "adapt_memory", "horizon_aware")
+    same = lambda r: {k: v for k, v in r.config().items() if k not in added}
+    if (type(src_rule) is type(self) and same(src_rule) == same(self)
+        and (self.adaptive or not src_rule.adaptive)
+        and (self.horizon_aware or not src_rule.horizon_aware)):
+      mine = self.init_meta_params(jax.random.key(0))
+      return {**mine, **{k: v for k, v in src_theta.items() if k in mine}}
+    return super().warm_start(src_rule, src_theta)
 
   def transformation(self, theta, num_steps) -> optax.GradientTransformationExtraArgs:
     rule = self
@@ -183,8 +204,10 @@ class ScaledLOpt(base.LearnedRule):
       base.check_float_params(params)
       # zeros_like keeps the parameter's sharding (explicit-axis meshes refuse mixed selects).
       zeros = lambda p: jnp.zeros_like(p, dtype=jnp.float32)
+      log_step = (jax.tree.map(lambda p: jnp.zeros((), jnp.float32), params)
+                  if rule.adaptive else ())
       return ScaledLOptState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
-                             jax.tree.map(zeros, params), _loss_stats_init())
+                             jax.tree.map(zeros, params), _loss_stats_init(), log_step)
 
     def update_fn(updates, state, params=None, *, loss=None, **extra_args):
       del extra_args
@@ -196,6 +219,9 @@ class ScaledLOpt(base.LearnedRule):
       global_feats = jnp.concatenate([base.time_features(frac), _loss_features(stats)])
       n_g = global_feats.shape[0]
       ctrl_global = jnp.dot(global_feats, theta["w_ctrl"][:n_g]) + theta["b_ctrl"]
+      if rule.horizon_aware:   # lr multiplied by (T / 1000) ** (w_horizon / 2), T clipped to [20, 5e4]
+        log_t = jnp.log(jnp.clip(jnp.asarray(num_steps, jnp.float32), 20.0, 5e4) / 1000.0)
+        ctrl_global = ctrl_global + theta["w_horizon"] * 0.5 * log_t
       lr = jnp.exp(theta["log_lr"])
       if rule.cosine:
         lr = lr * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
@@ -208,6 +234,9 @@ class ScaledLOpt(base.LearnedRule):
 
       def direction(g, m, v):
         g = jnp.clip(base.safe_gradient(g), -_BIG, _BIG)   # NaN/Inf -> 0: contained
+        # Sign agreement of the gradient with the momentum before it, in [-1, 1]: > 0 while
+        # steps keep going the same way (the step can grow), < 0 when they oscillate.
+        agree = jnp.mean(jnp.sign(g) * jnp.sign(m)) if rule.adaptive else None
         m = rule.b1 * m + (1 - rule.b1) * g
         v = rule.b2 * v + (1 - rule.b2) * (g * g)
         r = jax.lax.rsqrt(v * bc2 + rule.eps**2)
@@ -215,22 +244,30 @@ class ScaledLOpt(base.LearnedRule):
         d = a
         if use_mlp:
           d = a + mlp_correction(g * r, a, w_in, b_h, w_out, relu_b, rule.hidden_size)
-        return d, m, v
+        return d, m, v, agree
 
-      def leaf(g, p, m, v):
-        d, m, v = direction(g, m, v)
+      def leaf(g, p, m, v, log_s):
+        d, m, v, agree = direction(g, m, v)
         tensor_feats = jnp.asarray(_tensor_features(g.shape), jnp.float32)
         c = ctrl_global + jnp.dot(tensor_feats, theta["w_ctrl"][n_g:])
         lr_k = lr * jnp.exp(jnp.clip(c, -8.0, 2.0))
+        if rule.adaptive:
+          new_s = jnp.clip(rule.adapt_memory * log_s
+                           + theta["adapt_rate"] * (agree - theta["adapt_bias"]),
+                           -_MAX_LOG_STEP, _MAX_LOG_STEP)
+          log_s = jnp.where(jnp.isfinite(new_s), new_s, log_s)
+          lr_k = lr_k * jnp.exp(log_s)
         gamma = theta["gamma"] if rule.normalize else None
         u, d_rms = relative_step(d, p, v, lr_k, wd, gamma,
                                  rule.scale_floor if rule.relative else None)
-        return u, m, v, jnp.isfinite(d_rms)
+        return u, m, v, jnp.isfinite(d_rms), log_s
 
       # Per leaf by hand: the params' own containers may be tuples, so no is_leaf trick.
       g_leaves, treedef = jax.tree.flatten(updates)
       rest = [treedef.flatten_up_to(t) for t in (params, state.mu, state.nu)]
-      out = [leaf(*args) for args in zip(g_leaves, *rest)]
+      log_steps = (treedef.flatten_up_to(state.log_step) if rule.adaptive
+                   else [None] * len(g_leaves))
+      out = [leaf(*args) for args in zip(g_leaves, *rest, log_steps)]
       pick = lambda i: jax.tree.unflatten(treedef, [o[i] for o in out])
       ok = jnp.all(jnp.stack([o[3] for o in out])) if out else True
       # Only the update is guarded: m and v come from sanitised gradients and are always finite
@@ -238,6 +275,7 @@ class ScaledLOpt(base.LearnedRule):
       # Selecting m and v as well would cost two more parameter-sized passes per step.
       new_updates = jax.tree.map(lambda u, g: jnp.where(ok, u, 0.0).astype(g.dtype),
                                  pick(0), updates)
-      return new_updates, ScaledLOptState(count, pick(1), pick(2), stats)
+      return new_updates, ScaledLOptState(count, pick(1), pick(2), stats,
+                                          pick(4) if rule.adaptive else ())
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
