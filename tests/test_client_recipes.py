@@ -1,8 +1,12 @@
 """Client recipes: learned rules inside ordinary flax and optax programs.
 
-Every case runs against every shipped rule (``ml.pretrained_names()``), every rule class at its
-initial meta-parameters, and ``optax.adamw`` as the control, which must pass the same assertions.
+Every case runs against the shipped rules (``ml.pretrained_names()``; of several that share a rule
+class and configuration, and so the same code, only ``default`` or the first name), every rule
+class at its initial meta-parameters, and ``optax.adamw`` as the control, which must pass the same
+assertions.
 """
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +19,17 @@ import metalearn as ml
 from metalearn import optimizers
 
 NUM_STEPS = 100
-CASES = ([f"pretrained:{n}" for n in ml.pretrained_names()]
+
+
+def _distinct_shipped_rules():
+  seen = {}
+  for n in sorted(ml.pretrained_names(), key=lambda n: (n != "default", n)):
+    rule = ml.pretrained_rule(n)[0]
+    seen.setdefault((type(rule).__name__, json.dumps(rule.config(), sort_keys=True)), n)
+  return sorted(seen.values())
+
+
+CASES = ([f"pretrained:{n}" for n in _distinct_shipped_rules()]
          + [f"init:{n}" for n in sorted(optimizers.RULES)] + ["adamw"])
 
 
