@@ -201,8 +201,9 @@ def test_random_init_differs_from_the_adam_like_init():
     assert np.all(np.abs(np.asarray(a) - np.asarray(b)) > 0)
 
 
-def test_recipe_loads_and_validates():
-  config = si.load_config(os.path.join(REPO, "experiments", "self_improve.py"))
+@pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py"])
+def test_recipe_loads_and_validates(recipe):
+  config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)
   assert config.init == "random" and config.meta_optimizer == "best"
   from metalearn.evaluate import get_suite
