@@ -314,3 +314,24 @@ def test_init_theta_of_another_rule_is_refused(tmp_path):
     MetaStep(tiny_config(init_theta="nope"))
   with pytest.raises(ValueError, match="holds meta-parameters of MLPLOpt"):
     MetaStep(tiny_config(init_theta="pretrained:default_v1", rule_kwargs={"hidden_size": 8}))
+
+
+def test_train_only_freezes_the_other_meta_parameters():
+  """A second-phase run (``train_only``): the named meta-parameters move, the others stay put."""
+  config = tiny_config(rule="scaled_lopt", train_only=("log_lr", "b_ctrl"))
+  trainer = MetaStep(config, mesh=parallel.make_mesh(1))
+  state = trainer.init_state()
+  start = jax.device_get(state["theta"])
+  for _ in range(3):
+    state, _, grad = trainer.step(state)
+  end = jax.device_get(state["theta"])
+  assert float(np.abs(np.asarray(jax.device_get(grad)["w_in"])).max()) > 0  # it had a gradient
+  for k in start:
+    moved = not np.array_equal(start[k], end[k])
+    assert moved == (k in ("log_lr", "b_ctrl")), k
+
+
+def test_train_only_names_an_unknown_meta_parameter_clearly():
+  config = tiny_config(rule="scaled_lopt", train_only=("log_lr", "no_such"))
+  with pytest.raises(ValueError, match=r"train_only names \['no_such'\].*its meta-parameters are"):
+    MetaStep(config, mesh=parallel.make_mesh(1))

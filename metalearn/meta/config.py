@@ -55,6 +55,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.outer_optimizer = "adam"           # adam | sgd | pretrained:NAME | a meta-train workdir
   c.outer_lr = 3e-3
   c.outer_grad_clip = 1.0
+  c.train_only = ()                    # top-level meta-parameter names the outer optimizer updates
+                                       # (the others stay at their start); empty: all of them
   c.num_outer_steps = 500
   c.seed = 0
   # Bookkeeping.

@@ -45,11 +45,31 @@ def task_specs_from_config(config) -> list[TaskSpec]:
   return [families[i % len(families)].sample(k) for i, k in enumerate(keys)]
 
 
+def freeze_all_but(train_only) -> optax.GradientTransformation:
+  """Zeroes the meta-gradient of every top-level meta-parameter not named in ``train_only``
+  (identity if it is empty): a second training phase of part of a rule (say, its controller) with
+  the rest frozen."""
+  if not train_only:
+    return optax.identity()
+  keep = set(train_only)
+  return optax.masked(optax.set_to_zero(), lambda theta: {k: k not in keep for k in theta})
+
+
+def check_train_only(config, rule) -> None:
+  names = set(jax.eval_shape(rule.init_meta_params, jax.random.key(0)))
+  unknown = sorted(set(config.train_only) - names)
+  if unknown:
+    raise ValueError(f"invalid config: train_only names {unknown}, which {type(rule).__name__} "
+                     f"{rule.config()} does not have; its meta-parameters are {sorted(names)}.")
+
+
 def make_outer_optimizer(config) -> optax.GradientTransformation:
-  """Adam (default) or SGD with global-norm clipping, or a learned rule training its successor."""
+  """Adam (default) or SGD with global-norm clipping, or a learned rule training its successor;
+  meta-parameters outside ``config.train_only`` (if set) get zero meta-gradients first."""
   name = config.outer_optimizer
   clip = optax.clip_by_global_norm(config.outer_grad_clip) if config.outer_grad_clip > 0 else (
       optax.identity())
+  clip = optax.chain(freeze_all_but(tuple(config.get("train_only", ()))), clip)
   if name == "adam":
     return optax.chain(clip, optax.adam(config.outer_lr))
   if name == "sgd":
@@ -94,6 +114,7 @@ class MetaStep:
     self.num_devices = self.mesh.devices.size
     config_lib.validate(config, self.num_devices)
     self.rule = make_rule(config.rule, **config_lib.plain(config.rule_kwargs))
+    check_train_only(config, self.rule)
     self._init_theta = load_init_theta(config, self.rule) if config.init_theta else None
     self.specs = task_specs_from_config(config)
     self.tasks = [make_task(s, data_dir=config.data_dir or None) for s in self.specs]
