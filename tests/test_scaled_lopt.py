@@ -117,7 +117,8 @@ def test_shipped_scaled_lopt_loads_bit_identically(tmp_path):
   assert names, "no shipped ScaledLOpt"
   for name in names:
     rule, theta, info = ml.pretrained_rule(name)
-    assert info["recipe"] in ("experiments/scaled_lopt.py", "experiments/scaled_lopt_v3.py")
+    assert info["recipe"] in ("experiments/scaled_lopt.py", "experiments/scaled_lopt_v3.py",
+                              "experiments/scaled_lopt_v4_controller.py")
     save_rule(str(tmp_path / "again.safetensors"), rule, theta, **info)
     rule2, theta2, _ = load_rule(str(tmp_path / "again.safetensors"))
     assert rule2 == rule
