@@ -6,7 +6,10 @@ what the evaluation reads to say which suite tasks were inside meta-training).
         --command "..." --compute "..." [--keep_previous_as NAME_vN]
 
 ``--keep_previous_as`` first copies the currently shipped NAME to that name, so users of the old
-rule can still load it.
+rule can still load it. ``--rule_kwarg KEY=JSON`` (repeatable) ships an ablated variant: the
+recipe's rule with that constructor argument changed, keeping only the meta-parameters the changed
+rule has (e.g. ``--rule_kwarg adaptive=false`` drops ``adapt_rate`` and ``adapt_bias``); the
+metadata records the change and the dropped meta-parameters.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 
 from metalearn.meta import config as config_lib
@@ -32,6 +36,8 @@ def main():
   p.add_argument("--command", required=True)
   p.add_argument("--compute", required=True)
   p.add_argument("--keep_previous_as", default=None)
+  p.add_argument("--rule_kwarg", action="append", default=[],
+                 help="KEY=JSON: ship the recipe's rule with this constructor argument changed")
   p.add_argument("--validation", default=None,
                  help="select_checkpoint's *_validation.json: records the shipped step's score")
   args = p.parse_args()
@@ -41,6 +47,17 @@ def main():
   if src_rule.config() != rule.config():
     raise SystemExit(f"{args.selected} holds {src_rule.config()}, the recipe builds {rule.config()}")
   theta = {k: np.asarray(v) for k, v in theta.items()}
+  ablation = {}
+  if args.rule_kwarg:
+    changes = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.rule_kwarg)}
+    rule = make_rule(config.rule, **{**dict(config.rule_kwargs), **changes})
+    keep = set(rule.init_meta_params(jax.random.key(0)))
+    missing = sorted(keep - set(theta))
+    if missing:
+      raise SystemExit(f"--rule_kwarg {changes} needs meta-parameters {missing} the checkpoint lacks")
+    ablation = {"rule_kwargs_changed": changes, "dropped_meta_params": sorted(set(theta) - keep),
+                "validation_score_is_of": "the checkpoint as meta-trained, before rule_kwargs_changed"}
+    theta = {k: v for k, v in theta.items() if k in keep}
   target = os.path.join(PRETRAINED, f"{args.name}.safetensors")
   if args.keep_previous_as:
     keep = os.path.join(PRETRAINED, f"{args.keep_previous_as}.safetensors")
@@ -60,7 +77,7 @@ def main():
             compute=args.compute, task_specs=[dict(d) for d in config.task_specs],
             meta_training_horizon=[int(config.min_horizon), int(config.max_horizon)],
             weight_scale=list(config.weight_scale), estimator=config.estimator,
-            es_sign=bool(config.es_sign), **extra)
+            es_sign=bool(config.es_sign), **ablation, **extra)
   _, back, info = load_rule(target)
   for k in theta:
     assert np.asarray(back[k]).tobytes() == theta[k].tobytes(), k

@@ -26,6 +26,12 @@ step. The per-element MLP (``hidden_size`` ReLU units, written out as elementwis
 its output layer at zero, and subtracting ``mlp(0)`` makes a tensor whose gradients have always
 been zero get no update but weight decay.
 
+Controller options (0.4.0, off by default so rules saved earlier are unchanged):
+``horizon_aware`` multiplies ``lr_k`` by ``(T / 1000) ** (w_horizon / 2)`` for a run of ``T =
+num_steps`` (clipped to [20, 5e4]); ``adaptive`` multiplies it by ``exp(s_k)``, a per-tensor log
+step in the state, ``s_k <- clip(adapt_memory s_k + adapt_rate (agree_k - adapt_bias), -3, 3)``
+with ``agree_k = mean(sign(g) sign(m_prev))`` (> 0 while steps keep their direction).
+
 Client safety: a NaN/Inf gradient element counts as zero and finite ones are clipped to +-1e15
 (their square stays finite), so a bad or huge element changes only its own update and ``v``; if a
 direction still came out non-finite (only possible with non-finite meta-parameters), the update is
