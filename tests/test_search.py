@@ -211,15 +211,25 @@ def _write_config(tmp_path, **kw):
       """))
 
 
+def _query(db, sql, default):
+  """``sql`` on the study's database; ``default`` while the worker has created the file but not
+  yet Optuna's tables (a window the polling below can hit)."""
+  try:
+    with sqlite3.connect(db) as con:
+      return con.execute(sql).fetchall()
+  except sqlite3.OperationalError as e:
+    if "no such table" in str(e):
+      return default
+    raise
+
+
 def _states(db):
-  with sqlite3.connect(db) as con:
-    return [r[0] for r in con.execute("select state from trials order by number")]
+  return [r[0] for r in _query(db, "select state from trials order by number", [])]
 
 
 def _running_params(db):
-  with sqlite3.connect(db) as con:
-    return con.execute("select count(*) from trial_params p join trials t on p.trial_id = "
-                       "t.trial_id where t.state = 'RUNNING'").fetchone()[0]
+  return _query(db, "select count(*) from trial_params p join trials t on p.trial_id = "
+                    "t.trial_id where t.state = 'RUNNING'", [(0,)])[0][0]
 
 
 @pytest.mark.slow   # a worker process that compiles on its own (about a minute on 2 loaded cores)
