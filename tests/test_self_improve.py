@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+import metalearn.artifacts as artifacts
 import metalearn.parallel as parallel
 from metalearn.meta import self_improve as si
 from metalearn.meta.population import Population, fitness_of_losses
@@ -113,6 +114,25 @@ def test_generations_lineage_and_resume(tmp_path):
   assert sorted({x["generation"] for x in recs2}) == [0, 1, 2, 3] and len(recs2) == 8
   with pytest.raises(ValueError, match="different config"):
     si.self_improve(tiny_config(num_generations=3, explore_sigma=0.5), wd, mesh=mesh)
+
+
+def test_elite_mode_is_trained_by_the_best_rule_so_far_and_resumes(tmp_path):
+  wd = str(tmp_path / "elite")
+  mesh = parallel.make_mesh(2)
+  r = si.self_improve(tiny_config(meta_optimizer="elite", num_generations=3), wd, mesh=mesh)
+  r = si.self_improve(tiny_config(meta_optimizer="elite", num_generations=4), wd, mesh=mesh)
+  recs = lineage(wd)
+  bests = {x["generation"]: x for x in recs if x["best"]}
+  for g in range(1, 5):
+    elite = min((bests[h] for h in range(g)), key=lambda x: (x["fitness"], x["generation"]))
+    for x in recs:
+      if x["generation"] == g:
+        assert x["trained_by"] == {"generation": elite["generation"], "member": elite["member"]}
+  # The rule handed on (and checkpointed) is the elite's file, not necessarily the last best.
+  elite = min(bests.values(), key=lambda x: (x["fitness"], x["generation"]))
+  _, theta, _ = artifacts.resolve(si.generation_file(wd, elite["generation"]))
+  for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(r.best_theta)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("mode", ["adam", "own"])

@@ -18,6 +18,8 @@ The meta-optimizer (``config.meta_optimizer``):
 * ``"best"``: every member's meta-gradient is applied by ``rule.as_optax(meta_theta, ...)``, the
   rule of the population's current best member (``meta_theta``, fixed during a generation), with
   the member's own meta-optimizer state;
+* ``"elite"``: the same with the best rule *so far* (lowest fitness of any generation's best), so
+  a generation whose best got worse never meta-trains the next one;
 * ``"own"``: each member's own rule trains itself;
 * ``"adam"``: the control, ``optax.adam(outer_lr)`` (same compute, a hand-designed optimizer).
 
@@ -41,7 +43,7 @@ from metalearn.optimizers import make_rule
 from metalearn.tasks import TaskSpec, make_task
 from metalearn.tasks.training import train_step
 
-META_OPTIMIZERS = ("best", "own", "adam")
+META_OPTIMIZERS = ("best", "elite", "own", "adam")
 INITS = ("random", "adam_like")
 
 

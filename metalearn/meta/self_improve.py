@@ -10,7 +10,8 @@ generation g = 1 .. ``num_generations``:
 
 1. every member is meta-trained ``generation_steps`` outer steps with the config's estimator; its
    meta-gradient is applied by the rule of generation g-1's best member (``meta_optimizer="best"``,
-   the default), by its own rule (``"own"``), or by Adam (``"adam"``, the control), always with
+   the default), by the best rule of any generation so far (``"elite"``), by its own rule
+   (``"own"``), or by Adam (``"adam"``, the control), always with
    the member's own meta-optimizer state (see ``population.py``);
 2. its fitness is measured on the meta-validation tasks (lower is better);
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
@@ -62,7 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.generation_steps = 20         # outer steps per member per generation (K)
   c.init = "random"               # random | adam_like
   c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
-  c.meta_optimizer = "best"       # best | own | adam (the control)
+  c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control)
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
   c.explore_sigma = 0.05          # perturbation of a copied theta: + explore_sigma * N(0, 1)
   c.fitness_horizon = 200         # steps each meta-validation task is trained for (fitness)
@@ -140,6 +141,13 @@ def _best_of(lineage: list, generation: int) -> dict:
   return next(r for r in lineage if r["generation"] == generation and r["best"])
 
 
+def _elite_of(lineage: list, generation: int) -> dict:
+  """The best generation-best record up to ``generation`` (the earliest of equals; NaN last)."""
+  bests = [r for r in lineage if r["generation"] <= generation and r["best"]]
+  key = lambda r: (r["fitness"] if np.isfinite(r["fitness"]) else np.inf, r["generation"])
+  return min(bests, key=key)
+
+
 def generation_file(workdir: str, generation: int) -> str:
   return os.path.join(workdir, GENERATIONS, f"gen_{generation:03d}.safetensors")
 
@@ -157,7 +165,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
   ckpt = Checkpointer(str(root / artifacts.CHECKPOINT_DIR), keep=config.keep_checkpoints)
   try:
     if ckpt.latest_step() is None:
-      members, lineage, done = pop.init_members(), [], -1
+      members, lineage, done, meta_theta = pop.init_members(), [], -1, None
     else:
       stored, done = ckpt.newest_config()
       bad = config_lib.incompatible_keys(
@@ -194,6 +202,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
+      if config.meta_optimizer == "elite" and _elite_of(lineage, g)["generation"] != g:
+        best_theta = meta_theta   # this generation's best is no better: the elite stays
       state = {"members": members, "meta_theta": jax.tree.map(np.asarray, best_theta)}
       ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
       ckpt.wait()
@@ -208,9 +218,9 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       meta_theta = finish_generation(0, pop.fitness(members["theta"]), None, None, None)
       done = 0
     for g in range(done + 1, config.num_generations + 1):
-      prev = _best_of(lineage, g - 1)
+      prev = (_elite_of if config.meta_optimizer == "elite" else _best_of)(lineage, g - 1)
       trained_by = (config.meta_optimizer if config.meta_optimizer in ("adam", "own")
-                    else {"generation": g - 1, "member": prev["member"]})
+                    else {"generation": prev["generation"], "member": prev["member"]})
       # Each member's parent in g-1 is the member whose state it took at the exploit.
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
