@@ -17,6 +17,10 @@ experiments/self_improve.py; what changed, and why (from the 9-minute run's repo
           --workdir runs/self_improve_long_adam --config.meta_optimizer=adam &
       wait'
     METALEARN_EVAL_CACHE=/work/evalcache metalearn report runs/self_improve_long
+    # the elitist variant (the best rule so far is the meta-optimizer; docs/self_improvement.md):
+    flock /tmp/metalearn-long.lock nice -n 5 timeout -s TERM 2400 metalearn self-improve \
+        --config experiments/self_improve_long.py --workdir runs/self_improve_long_elite \
+        --config.meta_optimizer=elite
 """
 from self_improve import HELDOUT, TRAIN, VALIDATION as VALIDATION_V1  # noqa: F401
 from self_improve import get_config as v1_config
