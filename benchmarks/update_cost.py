@@ -52,6 +52,7 @@ def rules(num_steps=1000):
       return rule.as_optax(rule.init_meta_params(jax.random.key(0)), num_steps=num_steps)
     out[name] = make
   out["default"] = lambda: ml.pretrained("default", num_steps=num_steps)
+  out["default_v3"] = lambda: ml.pretrained("default_v3", num_steps=num_steps)   # 0.3.0's default
   return out
 
 
