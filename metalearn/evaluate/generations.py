@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from metalearn.evaluate import files
+from metalearn.evaluate.plots import save_png
 from metalearn.evaluate.runner import run_evaluation
 
 LINEAGE = "lineage.jsonl"   # as metalearn.meta.self_improve writes it
@@ -71,13 +72,6 @@ def evaluate_generations(directory: str, config: dict, *, cache_dir: str | None 
 # -- figures ---------------------------------------------------------------------------------------
 
 
-def _save(fig, path):
-  import io
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100)
-  files.write_atomic(path, lambda f: f.write(buf.getvalue()))
-
-
 def plot_fitness(gens: dict, title: str, path: str) -> None:
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -91,9 +85,7 @@ def plot_fitness(gens: dict, title: str, path: str) -> None:
   ax.set_ylabel("fitness: log(final / initial loss), lower is better")
   ax.set_title(f"Meta-validation fitness per generation\n{title}", fontsize=9)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)
 
 
 def plot_lineage(gens: dict, title: str, path: str) -> None:
@@ -124,9 +116,7 @@ def plot_lineage(gens: dict, title: str, path: str) -> None:
   ax.set_yticks(range(len(next(iter(gens.values())))))
   ax.set_title(f"Lineage: {title}\nred: copied at the PBT exploit; star: the generation's best, "
                "whose rule trains the next", fontsize=9)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)
 
 
 def plot_heldout(scores: dict, ratios: dict, title: str, path: str) -> None:
@@ -145,9 +135,7 @@ def plot_heldout(scores: dict, ratios: dict, title: str, path: str) -> None:
   ax.set_ylabel("final train loss / tuned Adam's (lower is better)")
   ax.set_title(f"Held-out: each generation's best rule vs tuned Adam\n{title}", fontsize=9)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -256,6 +244,4 @@ def plot_comparison(runs: dict[str, str], path: str) -> None:
   a2.axhline(1.0, color="k", ls="--", lw=1)
   a1.legend(fontsize=8)
   a2.legend(fontsize=8)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)

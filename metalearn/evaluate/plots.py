@@ -31,10 +31,14 @@ def title(res: dict) -> str:
           f"{res['suite']}, {res['seeds']} seeds")
 
 
-def _save(fig, path: str) -> None:
+def save_png(fig, path: str) -> None:
+  """Lays out ``fig``, writes it to ``path`` as a 100-dpi PNG atomically, and closes it."""
+  import matplotlib.pyplot as plt
+  fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=100)
   files.write_atomic(path, lambda f: f.write(buf.getvalue()))
+  plt.close(fig)
 
 
 def _label(res: dict, name: str, entry: dict) -> str:
@@ -66,9 +70,7 @@ def plot_curves(res: dict, path: str) -> None:
   for ax in axes.ravel()[len(tasks):]:
     ax.axis("off")
   fig.suptitle(f"Training curves: {title(res)}", fontsize=11)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)
 
 
 def plot_speedups(res: dict, path: str) -> None:
@@ -99,6 +101,4 @@ def plot_speedups(res: dict, path: str) -> None:
   ax.tick_params(axis="x", labelsize=10)
   ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   ax.set_title(f"Speedup per task: {title(res)}", fontsize=11)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  save_png(fig, path)
