@@ -51,13 +51,13 @@ def main():
   if args.rule_kwarg:
     changes = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.rule_kwarg)}
     rule = make_rule(config.rule, **{**dict(config.rule_kwargs), **changes})
-    keep = set(rule.init_meta_params(jax.random.key(0)))
-    missing = sorted(keep - set(theta))
+    names = set(rule.init_meta_params(jax.random.key(0)))
+    missing = sorted(names - set(theta))
     if missing:
       raise SystemExit(f"--rule_kwarg {changes} needs meta-parameters {missing} the checkpoint lacks")
-    ablation = {"rule_kwargs_changed": changes, "dropped_meta_params": sorted(set(theta) - keep),
+    ablation = {"rule_kwargs_changed": changes, "dropped_meta_params": sorted(set(theta) - names),
                 "validation_score_is_of": "the checkpoint as meta-trained, before rule_kwargs_changed"}
-    theta = {k: v for k, v in theta.items() if k in keep}
+    theta = {k: v for k, v in theta.items() if k in names}
   target = os.path.join(PRETRAINED, f"{args.name}.safetensors")
   if args.keep_previous_as:
     keep = os.path.join(PRETRAINED, f"{args.keep_previous_as}.safetensors")
