@@ -56,6 +56,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"population_size": 3}, "does not divide over 2 devices"),
     ({"meta_optimizer": "sgd"}, "meta_optimizer must be one of"),
     ({"init": "zeros"}, "init must be one of"),
+    ({"meta_optimizer_horizon": -1}, "meta_optimizer_horizon must be an integer >= 0"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -87,6 +88,32 @@ def test_exploit_copies_theta_and_meta_optimizer_state_then_perturbs():
         np.testing.assert_array_equal(a[i], b[i])
       else:
         assert 0 < np.max(np.abs(a[i] - b[p])) < 1.0
+
+
+def test_meta_optimizer_horizon_restarts_the_meta_optimizer_state():
+  mesh = parallel.make_mesh(2)
+  cfg = dict(population_size=2, meta_optimizer="own", num_generations=3, generation_steps=4)
+  pop = Population(tiny_config(meta_optimizer_horizon=2, **cfg), mesh)
+  whole = Population(tiny_config(**cfg), mesh)
+  assert (pop.outer_horizon, whole.outer_horizon) == (2, 12)
+  assert [s for s in range(9) if pop.restarts_outer_state(s)] == [2, 4, 6, 8]
+  assert not any(whole.restarts_outer_state(s) for s in range(9))
+  assert not Population(tiny_config(meta_optimizer_horizon=2, **{**cfg, "meta_optimizer": "adam"}),
+                        mesh).restarts_outer_state(2)
+  members = pop.step(pop.init_members(), None, 0)[0]
+  members = pop.step(members, None, 1)[0]
+  copy = lambda m: jax.tree.map(lambda a: a.copy(), m)
+  fresh = jax.jit(jax.vmap(lambda th: pop.outer_tx(th).init(th)))(members["theta"])
+  assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in
+             zip(jax.tree.leaves(members["outer_state"]), jax.tree.leaves(fresh)))
+  reset_by_hand = {**copy(members), "outer_state": fresh}
+  kept = jax.device_get(whole.step(copy(members), None, 2)[0])
+  by_hand = jax.device_get(whole.step(reset_by_hand, None, 2)[0])
+  restarted = jax.device_get(pop.step(copy(members), None, 2)[0])
+  for a, b in zip(jax.tree.leaves(restarted["theta"]), jax.tree.leaves(by_hand["theta"])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert any(np.any(a != b) for a, b in
+             zip(jax.tree.leaves(restarted["theta"]), jax.tree.leaves(kept["theta"])))
 
 
 def test_generations_lineage_and_resume(tmp_path):

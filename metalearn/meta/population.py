@@ -23,8 +23,16 @@ The meta-optimizer (``config.meta_optimizer``):
 * ``"own"``: each member's own rule trains itself;
 * ``"adam"``: the control, ``optax.adam(outer_lr)`` (same compute, a hand-designed optimizer).
 
-In all three, the meta-gradient is first clipped to global norm ``outer_grad_clip``, as in
+In all of them, the meta-gradient is first clipped to global norm ``outer_grad_clip``, as in
 ordinary meta-training.
+
+The horizon a learned meta-optimizer is told (``config.meta_optimizer_horizon``): 0 tells it the
+whole run (``num_generations * generation_steps`` outer steps) and keeps its state for the whole
+run. ``H > 0`` makes it run as a sequence of ``H``-step trainings: it is told ``num_steps=H`` and
+every member's meta-optimizer state restarts from ``init`` at every outer step that is a multiple
+of ``H``. This keeps a rule that was meta-trained on ``min_horizon..max_horizon``-step runs inside
+the horizons it knows. The Adam control ignores it (Adam has no horizon, and restarting its
+moments would change the control).
 """
 from __future__ import annotations
 
@@ -94,7 +102,17 @@ class Population:
             else optax.identity())
     if c.meta_optimizer == "adam":
       return optax.chain(clip, optax.adam(c.outer_lr))
-    return optax.chain(clip, self.rule.as_optax(meta_theta, num_steps=self.total_steps))
+    return optax.chain(clip, self.rule.as_optax(meta_theta, num_steps=self.outer_horizon))
+
+  @property
+  def outer_horizon(self) -> int:
+    """The number of steps a learned meta-optimizer is told it runs for (module docstring)."""
+    return self.config.meta_optimizer_horizon or self.total_steps
+
+  def restarts_outer_state(self, step: int) -> bool:
+    """Whether every member's meta-optimizer state restarts from ``init`` before outer ``step``."""
+    h = self.config.meta_optimizer_horizon
+    return bool(h) and self.config.meta_optimizer != "adam" and step > 0 and step % h == 0
 
   # -- members -----------------------------------------------------------------------------------
   def _init_theta(self, key):
@@ -135,7 +153,7 @@ class Population:
                    compiler_options=self._jit_options)(key, self.datas)
 
   # -- one outer step of every member ------------------------------------------------------------
-  def _member_step(self, member, meta_theta, datas, key):
+  def _member_step(self, member, meta_theta, datas, key, restart):
     est, theta = self.estimator, member["theta"]
     grad_sum, weight, meta_loss, runs = None, 0.0, 0.0, []
     for i, (problem, r) in enumerate(zip(self.problems(datas), member["runs"])):
@@ -149,7 +167,8 @@ class Population:
       runs.append(r)
     grad = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grad_sum)
     tx = self.outer_tx(theta if self.config.meta_optimizer == "own" else meta_theta)
-    updates, outer_state = tx.update(grad, member["outer_state"], theta)
+    state = jax.lax.cond(restart, lambda: tx.init(theta), lambda: member["outer_state"])
+    updates, outer_state = tx.update(grad, state, theta)
     new_theta = optax.apply_updates(theta, updates)
     finite = est_lib._all_finite(new_theta) & est_lib._all_finite(outer_state)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
@@ -157,12 +176,13 @@ class Population:
                                                                   member["outer_state"]),
              "runs": runs}, meta_loss)
 
-  def _step(self, members, meta_theta, datas, key):
-    local = jax.vmap(self._member_step, in_axes=(0, None, None, 0))
+  def _step(self, members, meta_theta, datas, key, restart):
+    local = jax.vmap(self._member_step, in_axes=(0, None, None, 0, None))
     return jax.shard_map(local, mesh=self.mesh,
-                         in_specs=(P(parallel.AXIS), P(), P(), P(parallel.AXIS)),
+                         in_specs=(P(parallel.AXIS), P(), P(), P(parallel.AXIS), P()),
                          out_specs=(P(parallel.AXIS), P(parallel.AXIS)),
-                         check_vma=False)(members, meta_theta, datas, self._member_keys(key))
+                         check_vma=False)(members, meta_theta, datas, self._member_keys(key),
+                                          restart)
 
   def step(self, members, meta_theta, step: int):
     """One outer step of every member; returns (members, per-member meta-loss). Donates members."""
@@ -170,7 +190,8 @@ class Population:
       self._step_fn = jax.jit(self._step, out_shardings=(self._pop, self._pop),
                               donate_argnums=(0,), compiler_options=self._jit_options)
     key = jax.random.fold_in(jax.random.key(self.config.seed), 1_000_000 + step)
-    return self._step_fn(members, meta_theta, self.datas, key)
+    restart = jnp.asarray(self.restarts_outer_state(step))
+    return self._step_fn(members, meta_theta, self.datas, key, restart)
 
   # -- fitness on the meta-validation tasks ------------------------------------------------------
   def _member_fitness(self, theta, val_datas):

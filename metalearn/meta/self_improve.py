@@ -64,6 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.init = "random"               # random | adam_like
   c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
   c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control)
+  c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
+                                  # its state every H outer steps (0: the whole run, one state)
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
   c.explore_sigma = 0.05          # perturbation of a copied theta: + explore_sigma * N(0, 1)
   c.fitness_horizon = 200         # steps each meta-validation task is trained for (fitness)
@@ -99,6 +101,10 @@ def validate(config, num_devices: int) -> None:
   need(c.population_size % num_devices == 0,
        f"population_size={c.population_size} does not divide over {num_devices} devices; use a "
        f"multiple of {num_devices} (or set num_devices).")
+  need(isinstance(c.meta_optimizer_horizon, int) and not isinstance(c.meta_optimizer_horizon, bool)
+       and c.meta_optimizer_horizon >= 0,
+       f"meta_optimizer_horizon must be an integer >= 0 (0: the whole run), got "
+       f"{c.meta_optimizer_horizon!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
        f"meta_optimizer must be one of {META_OPTIMIZERS}, got {c.meta_optimizer!r}.")
