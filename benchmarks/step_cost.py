@@ -116,6 +116,8 @@ def main(argv=None):
       ml.optimizers.HyperLOpt().init_meta_params(jax.random.key(0)), num_steps=1000)
   try:
     rules["pretrained:default"] = lambda: ml.pretrained("default", num_steps=1000)
+    rules["pretrained:default_grouped"] = lambda: ml.pretrained("default", num_steps=1000,
+                                                                grouped=True)
   except Exception:
     pass
   if args.rules:

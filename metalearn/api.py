@@ -16,14 +16,17 @@ def pretrained_rule(name: str):
   return artifacts.pretrained(name)
 
 
-def pretrained(name: str = "default", *, num_steps: int) -> optax.GradientTransformationExtraArgs:
-  """A shipped learned rule as an optax transformation, told that training lasts ``num_steps``."""
+def pretrained(name: str = "default", *, num_steps: int,
+               grouped: bool = False) -> optax.GradientTransformationExtraArgs:
+  """A shipped learned rule as an optax transformation, told that training lasts ``num_steps``
+  (``grouped``: see ``LearnedRule.as_optax``)."""
   rule, theta, _ = artifacts.pretrained(name)
-  return rule.as_optax(theta, num_steps=num_steps)
+  return rule.as_optax(theta, num_steps=num_steps, grouped=grouped)
 
 
-def load_optimizer(source: str, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
+def load_optimizer(source: str, *, num_steps: int,
+                   grouped: bool = False) -> optax.GradientTransformationExtraArgs:
   """The rule at ``source``: a meta-train workdir (newest checkpoint), a ``.safetensors`` export,
   ``pretrained:NAME`` or ``init:RULE`` (see ``metalearn.artifacts.FORMS``)."""
   rule, theta, _ = artifacts.resolve(source)
-  return rule.as_optax(theta, num_steps=num_steps)
+  return rule.as_optax(theta, num_steps=num_steps, grouped=grouped)

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from metalearn.optimizers import checks, client
+from metalearn.optimizers.grouped import grouped as group_by_shape
 
 MetaParams = Any
 
@@ -49,10 +50,14 @@ class LearnedRule(abc.ABC):
   def transformation(self, theta: MetaParams, num_steps) -> optax.GradientTransformationExtraArgs:
     """The rule's math at checked, float32 ``theta``; ``num_steps`` may be a traced array."""
 
-  def as_optax(self, theta: MetaParams, *, num_steps) -> optax.GradientTransformationExtraArgs:
+  def as_optax(self, theta: MetaParams, *, num_steps,
+               grouped: bool = False) -> optax.GradientTransformationExtraArgs:
     """The rule at meta-parameters ``theta`` as an optax transformation for a ``num_steps`` run.
 
     Callable under a trace (``jit``, ``eval_shape``): value checks run only on concrete values.
+    ``grouped=True`` runs the update once per shape class of the parameters instead of once per
+    tensor (``metalearn.optimizers.grouped``: same numbers, another state layout, unsharded
+    parameters only).
     """
     checks.check_num_steps(num_steps)
     self.check_meta_params(theta)
@@ -60,7 +65,8 @@ class LearnedRule(abc.ABC):
     # nnx.jit (and kept by nnx.Optimizer) must not close over tracers of that trace.
     theta = jax.tree.map(lambda x: np.asarray(x, np.float32) if checks.is_concrete(x)
                          else jnp.asarray(x, jnp.float32), theta)
-    return client.client_safe(self.transformation(theta, num_steps), type(self).__name__)
+    tx = self.transformation(theta, num_steps)
+    return client.client_safe(group_by_shape(tx) if grouped else tx, type(self).__name__)
 
   def check_fields(self, *, at_least: dict[int, tuple[str, ...]] | None = None,
                    positive: tuple[str, ...] = ()) -> None:
