@@ -18,7 +18,7 @@ from metalearn.files import run_get_config
 RESUMABLE_KEYS = frozenset({
     "num_outer_steps", "checkpoint_every", "keep_checkpoints", "log_every", "eval_every",
     "eval_horizon", "eval_tasks", "data_dir", "num_devices", "progress", "multihost",
-    "coordinator_address", "num_processes", "process_id", "name"})
+    "coordinator_address", "num_processes", "process_id", "name", "grouped_update"})
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -47,6 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.weight_scale = (1.0, 1.0)          # each run reparameterises p = s q, s log-uniform in this
                                        # range (task augmentation: the rule sees no fixed scale)
   c.remat = False
+  c.grouped_update = False             # the rule's update once per shape class (same numbers;
+                                       # metalearn.optimizers.grouped), a speed switch only
   # Meta-gradient estimator.
   c.estimator = "pes"                  # tbptt | es | pes | nres
   c.es_sigma = 0.01

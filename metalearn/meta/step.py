@@ -102,7 +102,8 @@ def unroll_config(config) -> UnrollConfig:
   return UnrollConfig(truncation_length=config.truncation_length,
                       min_horizon=config.min_horizon, max_horizon=config.max_horizon,
                       divergence_factor=config.divergence_factor, meta_loss=config.meta_loss,
-                      remat=config.remat, weight_scale=tuple(config.weight_scale))
+                      remat=config.remat, weight_scale=tuple(config.weight_scale),
+                      grouped=bool(config.get("grouped_update", False)))
 
 
 class MetaStep:

@@ -53,6 +53,7 @@ class UnrollConfig:
   remat: bool = False      # jax.checkpoint each inner step (TBPTT memory)
   stagger: bool = True     # shorten each member's first run at random to desynchronise runs
   weight_scale: tuple[float, float] = (1.0, 1.0)   # log-uniform range of s (see module doc)
+  grouped: bool = False    # the rule's grouped update path (as_optax(grouped=True)): speed only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,8 @@ def fresh_state(problem: Problem, theta, key, horizon=None) -> InnerState:
   params = jax.tree.map(lambda p: p / scale.astype(p.dtype), problem.task.init(k_init))
   if horizon is None:
     horizon = sample_horizon(k_h, problem.cfg)
-  opt_state = problem.rule.as_optax(theta, num_steps=horizon).init(params)
+  opt_state = problem.rule.as_optax(theta, num_steps=horizon,
+                                    grouped=problem.cfg.grouped).init(params)
   return InnerState(params, opt_state, jnp.zeros((), jnp.int32), horizon,
                     jnp.ones((), jnp.float32), jnp.zeros((), bool), scale)
 
@@ -124,7 +126,7 @@ def unroll(problem: Problem, theta, state: InnerState, key):
   task = _Rescaled(problem.task, state.scale) if augmented else problem.task
 
   def step(st: InnerState, k):
-    tx = rule.as_optax(theta, num_steps=st.horizon)
+    tx = rule.as_optax(theta, num_steps=st.horizon, grouped=cfg.grouped)
     params, opt_state, loss = training.train_step(task, tx, st.params, st.opt_state,
                                                   problem.data, k)
     # A run's first step measures its initial loss (the params are still the init).
