@@ -261,6 +261,25 @@ def test_incompatible_checkpoint_is_refused_and_untouched(capsys, tmp_path):
   assert _tree_digest(w / "checkpoints") == before
 
 
+def test_workdir_of_an_older_version_resumes_when_new_keys_keep_their_defaults(capsys, tmp_path):
+  """A run written before a config key existed (here 0.3.0's, without ``train_only``) resumes
+  after an upgrade, unless the new key is set to something other than its default."""
+  w = tmp_path / "w"
+  assert cli.main(["meta-train", "--workdir", str(w), *TINY_FLAGS,
+                   "--config.num_outer_steps=2"]) == 0
+  for meta in (w / "checkpoints").glob("*/config/metadata"):
+    stored = json.loads(meta.read_text())
+    assert "train_only" in stored
+    del stored["train_only"]
+    meta.write_text(json.dumps(stored))
+  code, err = _meta_train_error(capsys, "--workdir", str(w), *TINY_FLAGS,
+                                "--config.num_outer_steps=4", "--config.train_only=('log_lr',)")
+  assert code == 2 and "different config" in err and "train_only" in err
+  assert cli.main(["meta-train", "--workdir", str(w), *TINY_FLAGS,
+                   "--config.num_outer_steps=4"]) == 0
+  assert sorted(int(p.name) for p in (w / "checkpoints").iterdir() if p.name.isdigit())[-1] == 4
+
+
 def test_missing_config_file(capsys, tmp_path):
   code, err = _meta_train_error(capsys, "--workdir", str(tmp_path / "w"), "--config",
                                 str(tmp_path / "nope.py"))
@@ -278,7 +297,7 @@ def test_config_files_in_experiments_load():
                                                          "campaign_")):
       config = config_lib.load_config(os.path.join(root, name))
       config_lib.validate(config, 1)
-      if config.init_theta:
+      if config.init_theta.startswith(("pretrained:", "init:")):   # not a run's own workdir
         # A warm start names a shipped rule; when `default` changes its class, the recipe must
         # follow (default_finetune_28x28 pointed at a ScaledLOpt `default` with rule mlp_lopt).
         load_init_theta(config, make_rule(config.rule, **dict(config.rule_kwargs)))

@@ -116,6 +116,23 @@ def test_meta_optimizer_horizon_restarts_the_meta_optimizer_state():
              zip(jax.tree.leaves(restarted["theta"]), jax.tree.leaves(kept["theta"])))
 
 
+def test_run_of_an_older_version_resumes_after_an_upgrade(tmp_path):
+  """A workdir written before ``meta_optimizer_horizon`` existed resumes at its default (0)."""
+  wd = str(tmp_path / "old")
+  mesh = parallel.make_mesh(2)
+  si.self_improve(tiny_config(num_generations=1), wd, mesh=mesh)
+  metas = list((tmp_path / "old" / artifacts.CHECKPOINT_DIR).glob("*/config/metadata"))
+  assert metas
+  for meta in metas:
+    stored = json.loads(meta.read_text())
+    del stored["config"]["meta_optimizer_horizon"]
+    meta.write_text(json.dumps(stored))
+  with pytest.raises(ValueError, match="meta_optimizer_horizon"):
+    si.self_improve(tiny_config(num_generations=2, meta_optimizer_horizon=5), wd, mesh=mesh)
+  r = si.self_improve(tiny_config(num_generations=2), wd, mesh=mesh)
+  assert r.generation == 2 and sorted({x["generation"] for x in lineage(wd)}) == [0, 1, 2]
+
+
 def test_generations_lineage_and_resume(tmp_path):
   wd = str(tmp_path / "run")
   mesh = parallel.make_mesh(2)

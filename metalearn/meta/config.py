@@ -218,9 +218,17 @@ def to_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
 
 
-def incompatible_keys(stored: dict, current: dict) -> list[str]:
+def incompatible_keys(stored: dict, current: dict, defaults: dict | None = None) -> list[str]:
+  """The keys whose values differ between a stored config and the current one (not resumable).
+
+  A key that the stored config lacks (it was written before the key existed) counts as holding
+  its value in ``defaults`` (the defaults of the version that adds a key keep the old behaviour),
+  so upgrading metalearn does not strand a run that used no new option.
+  """
+  defaults = defaults or {}
+  at = lambda cfg, k: cfg[k] if k in cfg else defaults.get(k)
   keys = (set(stored) | set(current)) - RESUMABLE_KEYS
-  return sorted(k for k in keys if _norm(stored.get(k)) != _norm(current.get(k)))
+  return sorted(k for k in keys if _norm(at(stored, k)) != _norm(at(current, k)))
 
 
 def _norm(v):

@@ -176,7 +176,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       stored, done = ckpt.newest_config()
       bad = config_lib.incompatible_keys(
           {k: v for k, v in stored["config"].items() if k not in RESUMABLE},
-          {k: v for k, v in cfg_json.items() if k not in RESUMABLE})
+          {k: v for k, v in cfg_json.items() if k not in RESUMABLE},
+          config_lib.to_json(default_config()))
       if bad:
         raise ValueError(
             f"workdir {workdir} holds a self-improvement run of a different config ("

@@ -82,7 +82,8 @@ def _restore(ms: MetaStep, ckpt: Checkpointer, cfg_json: dict, workdir: str):
   if ckpt.latest_step() is None:
     return ms.init_state(), 0
   stored, step = ckpt.newest_config()
-  bad = config_lib.incompatible_keys(stored, cfg_json)
+  bad = config_lib.incompatible_keys(stored, cfg_json,
+                                     config_lib.to_json(config_lib.default_config()))
   if bad:
     raise IncompatibleCheckpointError(
         f"workdir {workdir} holds a checkpoint (step {step}) of a different config: "
