@@ -57,6 +57,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"meta_optimizer": "sgd"}, "meta_optimizer must be one of"),
     ({"init": "zeros"}, "init must be one of"),
     ({"meta_optimizer_horizon": -1}, "meta_optimizer_horizon must be an integer >= 0"),
+    ({"accept": "best"}, "accept must be one of"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -114,6 +115,33 @@ def test_meta_optimizer_horizon_restarts_the_meta_optimizer_state():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   assert any(np.any(a != b) for a, b in
              zip(jax.tree.leaves(restarted["theta"]), jax.tree.leaves(kept["theta"])))
+
+
+def test_accept_improved_never_lets_a_member_get_worse(tmp_path):
+  wd = str(tmp_path / "acc")
+  mesh = parallel.make_mesh(2)
+  r = si.self_improve(tiny_config(accept="improved", num_generations=3, population_size=4,
+                                  meta_optimizer="own"), wd, mesh=mesh)
+  recs = lineage(wd)
+  by = {(x["generation"], x["member"]): x for x in recs}
+  assert all("accepted" in x for x in recs if x["generation"] > 0)
+  for g in range(1, 4):
+    for m in range(4):
+      x = by[(g, m)]
+      if not x["accepted"]:
+        # Went back to its start: the start's theta is its parent's (perturbed if copied), and
+        # the recorded fitness is the start's, which the members it was copied from bound only
+        # when it was not perturbed.
+        if x["parent"] == m:
+          assert x["fitness"] == pytest.approx(by[(g - 1, m)]["fitness"], rel=1e-5, abs=1e-6)
+      else:
+        assert np.isfinite(x["fitness"])
+  # Unperturbed members never get worse.
+  for g in range(1, 4):
+    for m in range(4):
+      if by[(g, m)]["parent"] == m:
+        assert by[(g, m)]["fitness"] <= by[(g - 1, m)]["fitness"] + 1e-6
+  assert r.generation == 3
 
 
 def test_run_of_an_older_version_resumes_after_an_upgrade(tmp_path):

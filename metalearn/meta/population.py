@@ -262,6 +262,17 @@ class Population:
     members["theta"] = jax.tree.map(explore, members["theta"])
     return jax.device_put(members, self._pop)
 
+  def keep_improved(self, start, end, accepted: np.ndarray):
+    """Members whose ``accepted`` is False go back to their ``start`` theta and meta-optimizer
+    state (their inner runs go on from ``end``); the others keep ``end``. On the host, as above."""
+    accepted = np.asarray(accepted, bool)
+    start, end = jax.device_get(start), jax.device_get(end)
+    pick = lambda s, e: np.where(accepted.reshape((-1,) + (1,) * (np.ndim(e) - 1)), e, s)
+    out = dict(end)
+    for k in ("theta", "outer_state"):
+      out[k] = jax.tree.map(pick, start[k], end[k])
+    return jax.device_put(out, self._pop)
+
   def member_theta(self, members, index: int):
     """One member's meta-parameters as host numpy arrays."""
     return jax.tree.map(lambda x: np.asarray(x[index]), jax.device_get(members["theta"]))

@@ -13,7 +13,10 @@ generation g = 1 .. ``num_generations``:
    the default), by the best rule of any generation so far (``"elite"``), by its own rule
    (``"own"``), or by Adam (``"adam"``, the control), always with
    the member's own meta-optimizer state (see ``population.py``);
-2. its fitness is measured on the meta-validation tasks (lower is better);
+2. its fitness is measured on the meta-validation tasks (lower is better); with
+   ``accept="improved"`` a member whose fitness did not improve on its fitness at the start of
+   the generation (measured then, same seeds) goes back to its start theta and meta-optimizer
+   state, so no member's fitness ever gets worse across a generation (``accepted`` in the lineage);
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
    member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
 
@@ -46,6 +49,7 @@ from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
 from metalearn.meta.train import check_workdir
 
+ACCEPT = ("always", "improved")
 LINEAGE = "lineage.jsonl"
 GENERATIONS = "generations"
 FORMAT = "metalearn.self_improve.v1"
@@ -64,6 +68,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.init = "random"               # random | adam_like
   c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
   c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control)
+  c.accept = "always"             # always | improved: a member keeps a generation's training only
+                                  # if it improved its fitness (else it goes back to its start)
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
@@ -105,6 +111,7 @@ def validate(config, num_devices: int) -> None:
        and c.meta_optimizer_horizon >= 0,
        f"meta_optimizer_horizon must be an integer >= 0 (0: the whole run), got "
        f"{c.meta_optimizer_horizon!r}.")
+  need(c.accept in ACCEPT, f"accept must be one of {ACCEPT}, got {c.accept!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
        f"meta_optimizer must be one of {META_OPTIMIZERS}, got {c.meta_optimizer!r}.")
@@ -130,12 +137,14 @@ class Result:
   signal: str | None = None
 
 
-def _records(generation, fitness, parents, trained_by, meta_loss=None) -> list[dict]:
+def _records(generation, fitness, parents, trained_by, meta_loss=None,
+             accepted=None) -> list[dict]:
   best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
            "parent": None if parents is None else int(parents[i]),
            "trained_by": trained_by, "best": i == best,
            "meta_loss": None if meta_loss is None else float(meta_loss[i])}
+          | ({} if accepted is None else {"accepted": bool(accepted[i])})
           for i in range(len(fitness))]
 
 
@@ -196,7 +205,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
     _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
     ckpt.install_signal_handlers()
 
-    def finish_generation(g, fitness, trained_by, meta_loss, came_from):
+    def finish_generation(g, fitness, trained_by, meta_loss, came_from, accepted=None):
       nonlocal members, lineage
       best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
       best_theta = pop.member_theta(members, best)
@@ -205,7 +214,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                      task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
                      train_horizon=[config.min_horizon, config.max_horizon])
       parents = pop.parents(fitness, g)
-      lineage = lineage + _records(g, fitness, came_from, trained_by, meta_loss)
+      lineage = lineage + _records(g, fitness, came_from, trained_by, meta_loss, accepted)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
@@ -232,6 +241,9 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
       loss_sum = np.zeros(pop.size)
+      if config.accept == "improved":   # the start, to go back to (step donates the members)
+        start = jax.device_get(members)
+        start_fitness = pop.fitness(members["theta"])
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
         members, meta_loss = pop.step(members, meta_theta, step)
@@ -240,9 +252,14 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
           log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
           return Result(done, meta_theta, _best_of(lineage, done)["fitness"], lineage, True,
                         ckpt.stop_signal)
-      fitness = pop.fitness(members["theta"])
+      fitness, accepted = pop.fitness(members["theta"]), None
+      if config.accept == "improved":
+        accepted = ~(np.nan_to_num(start_fitness, nan=np.inf)
+                     <= np.nan_to_num(fitness, nan=np.inf))
+        members = pop.keep_improved(start, members, accepted)
+        fitness = np.where(accepted, fitness, start_fitness)
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
-                                     came_from)
+                                     came_from, accepted)
       done = g
       log(f"  ({time.perf_counter() - t0:.0f} s so far)")
     best = _best_of(lineage, done)
