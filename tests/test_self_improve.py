@@ -219,6 +219,7 @@ def test_control_modes_and_report(mode, tmp_path):
   report = generations.write_generations_report(wd, evaluate=False)
   text = open(report).read()
   assert f"| 1 | {mode} |" in text
+  assert f"meta-optimizer `{mode}` ({generations.MODES[mode]}" in text
   for png in ("fitness.png", "lineage.png"):
     assert os.path.getsize(os.path.join(wd, "plots", png)) > 1000
 

@@ -26,6 +26,12 @@ HELDOUT = "heldout"
 PLOTS = "plots"
 
 
+MODES = {"best": "the previous generation's best rule trains every member",
+         "elite": "the best rule of any generation so far trains every member",
+         "own": "each member's own rule trains it",
+         "adam": "the control: Adam trains every member"}
+
+
 def is_self_improve(directory: str) -> bool:
   return os.path.isfile(os.path.join(directory, LINEAGE))
 
@@ -172,10 +178,16 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
   scores, ratios = {}, {}
   for g, res in results.items():
     scores[g], ratios[g] = heldout_score(res)
+  mode = config.get("meta_optimizer")
+  horizon = config.get("meta_optimizer_horizon") or 0
+  extras = ([f"told a {horizon}-step horizon and restarted every {horizon} outer steps"]
+            if horizon and mode != "adam" else [])
+  if config.get("accept", "always") == "improved":
+    extras.append("a member keeps a generation's training only if its fitness improved")
   lines = [f"# Self-improvement: {config.get('name')}", "",
            f"Rule `{config.get('rule')}`, population {config.get('population_size')}, "
-           f"init `{config.get('init')}`, meta-optimizer `{config.get('meta_optimizer')}` "
-           f"(`best`: the previous generation's best rule trains every member), "
+           f"init `{config.get('init')}`, meta-optimizer `{mode}` ({MODES.get(mode, mode)}"
+           + "".join(f"; {e}" for e in extras) + "), "
            f"{config.get('generation_steps')} outer steps per generation, estimator "
            f"`{config.get('estimator')}`; {len(gens) - 1} generations after the initial one.", ""]
   if scores:

@@ -76,6 +76,13 @@ def grouped(tx: optax.GradientTransformation) -> optax.GradientTransformationExt
                        f"gradients have {len(classes)}; it was made for other parameters.")
     out, new_groups = [None] * len(g_leaves), []
     for idx, s in zip(classes, state.groups):
+      if len(idx) == 1:   # a shape of its own: the per-tensor update, on the state's only row
+        i = idx[0]
+        u, s = tx.update(g_leaves[i], jax.tree.map(lambda x: x[0], s),
+                         None if p_leaves is None else p_leaves[i], **extra_args)
+        new_groups.append(jax.tree.map(lambda x: x[None], s))
+        out[i] = u
+        continue
       g = jnp.stack([g_leaves[i] for i in idx])
       if p_leaves is None:
         u, s = jax.vmap(lambda g, s: tx.update(g, s, None, **extra_args))(g, s)
