@@ -12,8 +12,15 @@ import metalearn as ml
 from metalearn.optimizers import make_rule
 from metalearn.optimizers.grouped import GroupedState, grouped, shape_classes
 
-RULES = [("adam", {}), ("sgdm", {}), ("mlp_lopt", {}), ("hyperparam_net", {}), ("hyper_lopt", {}),
-         ("scaled_lopt", {}), ("scaled_lopt", {"adaptive": True, "horizon_aware": True})]
+# The shipped default's class (with every option) and MLPLOpt run in the default suite; the other
+# rules in the slow step.
+slow = pytest.mark.slow
+RULES = [pytest.param("adam", {}, marks=slow), pytest.param("sgdm", {}, marks=slow),
+         ("mlp_lopt", {}), pytest.param("hyperparam_net", {}, marks=slow),
+         pytest.param("hyper_lopt", {}, marks=slow), pytest.param("scaled_lopt", {}, marks=slow),
+         ("scaled_lopt", {"adaptive": True, "horizon_aware": True})]
+IDS = ["adam", "sgdm", "mlp_lopt", "hyperparam_net", "hyper_lopt", "scaled_lopt",
+       "scaled_lopt_opts"]
 
 
 class Net(nnx.Module):
@@ -62,7 +69,7 @@ def train(tx, steps=6):
   return model, opt, losses
 
 
-@pytest.mark.parametrize("name, kw", RULES, ids=[n + ("_opts" if kw else "") for n, kw in RULES])
+@pytest.mark.parametrize("name, kw", RULES, ids=IDS)
 def test_grouped_path_gives_the_per_tensor_numbers(name, kw):
   rule = make_rule(name, **kw)
   theta = trained_theta(rule)
