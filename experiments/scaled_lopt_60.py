@@ -21,6 +21,12 @@ one run from ``init:scaled_lopt`` that fits the issue's 60 minutes on the 2-core
         --workdir runs/scaled_lopt_60c
     python experiments/select_checkpoint.py runs/scaled_lopt_60c runs/scaled_lopt_60c/selected.safetensors \\
         --config experiments/scaled_lopt_60_controller.py
+
+Measured (2026-11-28, shared 2-core CPU): phase 1 15,500 PES steps in 40 min, phase 2 7,140 steps
+in 20 min, scoring 6 min. Every phase-2 checkpoint scored worse than its start, so the selection
+kept phase 1's last step; on the out-of-distribution suite it reaches tuned Adam on 2/15 tasks and
+diverges on 2 (`default`: 12/15, 0). Not shipped; docs/rule_quality.md, "0.5.0", has the
+numbers and what drifted.
 """
 import ml_collections
 
