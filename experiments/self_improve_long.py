@@ -21,6 +21,14 @@ experiments/self_improve.py; what changed, and why (from the 9-minute run's repo
     flock /tmp/metalearn-long.lock nice -n 5 timeout -s TERM 2400 metalearn self-improve \
         --config experiments/self_improve_long.py --workdir runs/self_improve_long_elite \
         --config.meta_optimizer=elite
+    # 0.5.0 (docs/self_improvement.md, "0.5.0"): a member keeps a generation's training only if
+    # its fitness improved (616 s alone), and the meta-optimizer told 200-step horizons (780 s):
+    flock /tmp/metalearn-long.lock nice -n 5 timeout -s TERM 1800 metalearn self-improve \
+        --config experiments/self_improve_long.py --workdir runs/self_improve_long_accept \
+        --config.accept=improved
+    flock /tmp/metalearn-long.lock nice -n 5 timeout -s TERM 1500 metalearn self-improve \
+        --config experiments/self_improve_long.py --workdir runs/self_improve_long_elite_h200 \
+        --config.meta_optimizer=elite --config.meta_optimizer_horizon=200
 """
 from self_improve import HELDOUT, TRAIN, VALIDATION as VALIDATION_V1  # noqa: F401
 from self_improve import get_config as v1_config
