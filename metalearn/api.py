@@ -21,7 +21,7 @@ def pretrained(name: str = "default", *, num_steps: int,
   """A shipped learned rule as an optax transformation, told that training lasts ``num_steps``
   (``grouped``: see ``LearnedRule.as_optax``)."""
   rule, theta, _ = artifacts.pretrained(name)
-  return rule.as_optax(theta, num_steps=num_steps, grouped=grouped)
+  return rule.as_optax(theta, num_steps=num_steps, **({"grouped": True} if grouped else {}))
 
 
 def load_optimizer(source: str, *, num_steps: int,
@@ -29,4 +29,4 @@ def load_optimizer(source: str, *, num_steps: int,
   """The rule at ``source``: a meta-train workdir (newest checkpoint), a ``.safetensors`` export,
   ``pretrained:NAME`` or ``init:RULE`` (see ``metalearn.artifacts.FORMS``)."""
   rule, theta, _ = artifacts.resolve(source)
-  return rule.as_optax(theta, num_steps=num_steps, grouped=grouped)
+  return rule.as_optax(theta, num_steps=num_steps, **({"grouped": True} if grouped else {}))
