@@ -294,7 +294,8 @@ def test_random_init_differs_from_the_adam_like_init():
     assert np.all(np.abs(np.asarray(a) - np.asarray(b)) > 0)
 
 
-@pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py"])
+@pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py",
+                                    "self_improve_accept.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)
