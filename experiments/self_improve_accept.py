@@ -11,6 +11,11 @@ one of the 3 held-out tasks, but the held-out wine task is of the same kind.
     flock /tmp/metalearn-long.lock nice -n 5 timeout -s TERM 1800 metalearn self-improve \\
         --config experiments/self_improve_accept.py --workdir runs/self_improve_accept_tab
     metalearn report runs/self_improve_accept_tab
+    # shorter generations, the same 5,000 outer steps per member:
+    ... --workdir runs/self_improve_accept_500 --config.generation_steps=500 --config.num_generations=10
+
+Measured alone on the 2-core CPU (2026-11-28): 428 s (5 x 2,000) and 257 s (10 x 500) for the
+generations; docs/self_improvement.md, "0.5.0", has the tables.
 """
 from self_improve import HELDOUT, TRAIN  # noqa: F401
 from self_improve_long import VALIDATION as VALIDATION_LONG
