@@ -7,6 +7,7 @@ from __future__ import annotations
 import optax
 
 import metalearn.artifacts as artifacts
+from metalearn.optimizers.base import rule_as_optax
 
 pretrained_names = artifacts.pretrained_names
 
@@ -21,7 +22,7 @@ def pretrained(name: str = "default", *, num_steps: int,
   """A shipped learned rule as an optax transformation, told that training lasts ``num_steps``
   (``grouped``: see ``LearnedRule.as_optax``)."""
   rule, theta, _ = artifacts.pretrained(name)
-  return rule.as_optax(theta, num_steps=num_steps, **({"grouped": True} if grouped else {}))
+  return rule_as_optax(rule, theta, num_steps=num_steps, grouped=grouped)
 
 
 def load_optimizer(source: str, *, num_steps: int,
@@ -29,4 +30,4 @@ def load_optimizer(source: str, *, num_steps: int,
   """The rule at ``source``: a meta-train workdir (newest checkpoint), a ``.safetensors`` export,
   ``pretrained:NAME`` or ``init:RULE`` (see ``metalearn.artifacts.FORMS``)."""
   rule, theta, _ = artifacts.resolve(source)
-  return rule.as_optax(theta, num_steps=num_steps, **({"grouped": True} if grouped else {}))
+  return rule_as_optax(rule, theta, num_steps=num_steps, grouped=grouped)

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from metalearn.optimizers.base import LearnedRule
+from metalearn.optimizers.base import LearnedRule, rule_as_optax
 from metalearn.tasks import training
 from metalearn.tasks.base import Task
 
@@ -84,13 +84,6 @@ def _sample_scale(key, cfg: UnrollConfig):
   return jnp.exp(jax.random.uniform(key, (), minval=jnp.log(lo), maxval=jnp.log(hi)))
 
 
-def rule_tx(rule: LearnedRule, theta, horizon, cfg: UnrollConfig):
-  """The rule's transformation for one run; ``grouped`` is passed only when set, so a rule that
-  overrides ``as_optax`` without it (written before 0.5.0) still meta-trains."""
-  extra = {"grouped": True} if cfg.grouped else {}
-  return rule.as_optax(theta, num_steps=horizon, **extra)
-
-
 def fresh_state(problem: Problem, theta, key, horizon=None) -> InnerState:
   """A new run at step 0; its ``init_loss`` is filled in by its first step in ``unroll``."""
   k_init, k_scale, k_h = jax.random.split(key, 3)
@@ -98,7 +91,8 @@ def fresh_state(problem: Problem, theta, key, horizon=None) -> InnerState:
   params = jax.tree.map(lambda p: p / scale.astype(p.dtype), problem.task.init(k_init))
   if horizon is None:
     horizon = sample_horizon(k_h, problem.cfg)
-  opt_state = rule_tx(problem.rule, theta, horizon, problem.cfg).init(params)
+  opt_state = rule_as_optax(problem.rule, theta, num_steps=horizon,
+                            grouped=problem.cfg.grouped).init(params)
   return InnerState(params, opt_state, jnp.zeros((), jnp.int32), horizon,
                     jnp.ones((), jnp.float32), jnp.zeros((), bool), scale)
 
@@ -132,7 +126,7 @@ def unroll(problem: Problem, theta, state: InnerState, key):
   task = _Rescaled(problem.task, state.scale) if augmented else problem.task
 
   def step(st: InnerState, k):
-    tx = rule_tx(rule, theta, st.horizon, cfg)
+    tx = rule_as_optax(rule, theta, num_steps=st.horizon, grouped=cfg.grouped)
     params, opt_state, loss = training.train_step(task, tx, st.params, st.opt_state,
                                                   problem.data, k)
     # A run's first step measures its initial loss (the params are still the init).

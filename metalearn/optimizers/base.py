@@ -104,6 +104,13 @@ class LearnedRule(abc.ABC):
     checks.check_finite(theta, what=what)
 
 
+def rule_as_optax(rule: LearnedRule, theta: MetaParams, *, num_steps,
+                  grouped: bool = False) -> optax.GradientTransformationExtraArgs:
+  """``rule.as_optax(theta, num_steps=...)``, with ``grouped`` passed only when it is set, so a
+  rule that overrides ``as_optax`` without it (written before 0.5.0) keeps working."""
+  return rule.as_optax(theta, num_steps=num_steps, **({"grouped": True} if grouped else {}))
+
+
 # Kept importable from here: rules and tests use these names.
 check_tree_matches = checks.check_tree_matches
 check_num_steps = checks.check_num_steps
