@@ -262,16 +262,22 @@ class Population:
     members["theta"] = jax.tree.map(explore, members["theta"])
     return jax.device_put(members, self._pop)
 
-  def keep_improved(self, start, end, accepted: np.ndarray):
-    """Members whose ``accepted`` is False go back to their ``start`` theta and meta-optimizer
-    state (their inner runs go on from ``end``); the others keep ``end``. On the host, as above."""
+  RESTORED = ("theta", "outer_state")   # what ``keep_improved`` may send a member back to
+
+  def restore_point(self, members) -> dict:
+    """The parts of ``members`` that ``keep_improved`` can go back to, as host arrays."""
+    return jax.device_get({k: members[k] for k in self.RESTORED})
+
+  def keep_improved(self, start: dict, end, accepted: np.ndarray):
+    """Members whose ``accepted`` is False go back to their ``start`` (``restore_point``) theta
+    and meta-optimizer state; their inner runs go on from ``end`` and stay on the devices. The
+    others keep ``end``. The selection is on the host, as above."""
     accepted = np.asarray(accepted, bool)
-    start, end = jax.device_get(start), jax.device_get(end)
     pick = lambda s, e: np.where(accepted.reshape((-1,) + (1,) * (np.ndim(e) - 1)), e, s)
     out = dict(end)
-    for k in ("theta", "outer_state"):
-      out[k] = jax.tree.map(pick, start[k], end[k])
-    return jax.device_put(out, self._pop)
+    for k in self.RESTORED:
+      out[k] = jax.device_put(jax.tree.map(pick, start[k], jax.device_get(end[k])), self._pop)
+    return out
 
   def member_theta(self, members, index: int):
     """One member's meta-parameters as host numpy arrays."""

@@ -242,7 +242,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       came_from = [came_from[i] for i in range(pop.size)]
       loss_sum = np.zeros(pop.size)
       if config.accept == "improved":   # the start, to go back to (step donates the members)
-        start = jax.device_get(members)
+        start = pop.restore_point(members)
         start_fitness = pop.fitness(members["theta"])
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
