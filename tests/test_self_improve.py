@@ -144,6 +144,41 @@ def test_accept_improved_never_lets_a_member_get_worse(tmp_path):
   assert r.generation == 3
 
 
+def test_accepted_members_modes():
+  start = np.array([[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0], [np.nan, -2.0]])
+  new = np.array([[-3.0, -1.5],        # mean better, one task worse
+                  [-1.5, -2.0],        # mean better, no task worse
+                  [-1.0, -2.0],        # unchanged: not an improvement
+                  [-1.0, -2.0]])       # from a diverged start
+  np.testing.assert_array_equal(si.accepted_members(start, new, "improved"),
+                                [True, True, False, True])
+  np.testing.assert_array_equal(si.accepted_members(start, new, "improved_all"),
+                                [False, True, False, True])
+  np.testing.assert_array_equal(si.accepted_members(start, start * np.nan, "improved_all"),
+                                [False] * 4)
+
+
+def test_accept_improved_all_keeps_every_task_from_getting_worse(tmp_path):
+  """Two meta-validation tasks: an accepted member is no worse on either; the lineage records
+  each task's fitness, and their mean is the fitness."""
+  wd = str(tmp_path / "all")
+  valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
+  si.self_improve(tiny_config(accept="improved_all", num_generations=3, population_size=4,
+                              meta_optimizer="own", eval_tasks=valid), wd,
+                  mesh=parallel.make_mesh(2))
+  recs = lineage(wd)
+  by = {(x["generation"], x["member"]): x for x in recs}
+  assert all(len(x["task_fitness"]) == 2 for x in recs)
+  for x in recs:
+    assert x["fitness"] == pytest.approx(np.mean(x["task_fitness"]), rel=1e-6, abs=1e-9)
+  for g in range(1, 4):
+    for m in range(4):
+      x = by[(g, m)]
+      if x["parent"] == m:   # unperturbed: its start is its previous record
+        prev = by[(g - 1, m)]["task_fitness"]
+        assert all(a <= b + 1e-6 for a, b in zip(x["task_fitness"], prev))
+
+
 def test_run_of_an_older_version_resumes_after_an_upgrade(tmp_path):
   """A workdir written before ``meta_optimizer_horizon`` existed resumes at its default (0)."""
   wd = str(tmp_path / "old")

@@ -214,19 +214,24 @@ class Population:
       # The same seeds every generation (common random numbers), so generations compare fairly.
       keys = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), j), c.fitness_seeds)
       scores.append(jnp.mean(jax.vmap(run)(keys)))
-    return jnp.mean(jnp.stack(scores))
+    return jnp.stack(scores)
 
   def _fitness(self, thetas, val_datas):
     local = jax.vmap(self._member_fitness, in_axes=(0, None))
     return jax.shard_map(local, mesh=self.mesh, in_specs=(P(parallel.AXIS), P()),
                          out_specs=P(parallel.AXIS), check_vma=False)(thetas, val_datas)
 
-  def fitness(self, thetas) -> np.ndarray:
-    """[P] fitness of the members' rules (lower is better; see ``fitness_of_losses``)."""
+  def task_fitness(self, thetas) -> np.ndarray:
+    """[P, T] fitness of the members' rules on each of the T meta-validation tasks (lower is
+    better; see ``fitness_of_losses``), each the mean over ``fitness_seeds`` runs."""
     if self._fitness_fn is None:
       self._fitness_fn = jax.jit(self._fitness, out_shardings=self._rep,
                                  compiler_options=self._jit_options)
     return np.asarray(jax.device_get(self._fitness_fn(thetas, self.val_datas)), np.float64)
+
+  def fitness(self, thetas) -> np.ndarray:
+    """[P] fitness of the members' rules: the mean of ``task_fitness`` over the tasks."""
+    return self.task_fitness(thetas).mean(axis=1)
 
   # -- PBT: exploit and explore ------------------------------------------------------------------
   def parents(self, fitness: np.ndarray, generation: int) -> np.ndarray:

@@ -13,10 +13,12 @@ generation g = 1 .. ``num_generations``:
    the default), by the best rule of any generation so far (``"elite"``), by its own rule
    (``"own"``), or by Adam (``"adam"``, the control), always with
    the member's own meta-optimizer state (see ``population.py``);
-2. its fitness is measured on the meta-validation tasks (lower is better); with
-   ``accept="improved"`` a member whose fitness did not improve on its fitness at the start of
-   the generation (measured then, same seeds) goes back to its start theta and meta-optimizer
-   state, so no member's fitness ever gets worse across a generation (``accepted`` in the lineage);
+2. its fitness is measured on the meta-validation tasks (lower is better: the mean over the
+   tasks, each recorded in the lineage as ``task_fitness``); with ``accept="improved"`` a member
+   whose fitness did not improve on its fitness at the start of the generation (measured then,
+   same seeds) goes back to its start theta and meta-optimizer state, so no member's fitness ever
+   gets worse across a generation (``accepted`` in the lineage); ``accept="improved_all"`` also
+   sends it back if any single task got worse (a mean can improve by overfitting one family);
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
    member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
 
@@ -49,7 +51,7 @@ from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
 from metalearn.meta.train import check_workdir
 
-ACCEPT = ("always", "improved")
+ACCEPT = ("always", "improved", "improved_all")
 LINEAGE = "lineage.jsonl"
 GENERATIONS = "generations"
 FORMAT = "metalearn.self_improve.v1"
@@ -69,7 +71,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
   c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control)
   c.accept = "always"             # always | improved: a member keeps a generation's training only
-                                  # if it improved its fitness (else it goes back to its start)
+                                  # if it improved its fitness (else it goes back to its start) |
+                                  # improved_all: ... and no meta-validation task got worse
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
@@ -137,10 +140,23 @@ class Result:
   signal: str | None = None
 
 
-def _records(generation, fitness, parents, trained_by, meta_loss=None,
+def accepted_members(start, new, mode: str) -> np.ndarray:
+  """[P] bool: which members keep a generation's training, from [P, T] task fitness at its start
+  and end (lower is better; non-finite counts as worst). ``"improved"``: the mean over tasks went
+  down; ``"improved_all"``: it went down and no task went up."""
+  start, new = np.nan_to_num(start, nan=np.inf), np.nan_to_num(new, nan=np.inf)
+  ok = new.mean(axis=1) < start.mean(axis=1)
+  if mode == "improved_all":
+    ok &= np.all(new <= start, axis=1)
+  return ok
+
+
+def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
              accepted=None) -> list[dict]:
+  fitness = task_fitness.mean(axis=1)
   best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
+           "task_fitness": [float(x) for x in task_fitness[i]],
            "parent": None if parents is None else int(parents[i]),
            "trained_by": trained_by, "best": i == best,
            "meta_loss": None if meta_loss is None else float(meta_loss[i])}
@@ -205,8 +221,9 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
     _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
     ckpt.install_signal_handlers()
 
-    def finish_generation(g, fitness, trained_by, meta_loss, came_from, accepted=None):
+    def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None):
       nonlocal members, lineage
+      fitness = task_fitness.mean(axis=1)
       best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
       best_theta = pop.member_theta(members, best)
       artifacts.save(generation_file(workdir, g), pop.rule, best_theta, generation=g,
@@ -214,7 +231,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                      task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
                      train_horizon=[config.min_horizon, config.max_horizon])
       parents = pop.parents(fitness, g)
-      lineage = lineage + _records(g, fitness, came_from, trained_by, meta_loss, accepted)
+      lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
@@ -231,7 +248,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
 
     t0 = time.perf_counter()
     if done < 0:
-      meta_theta = finish_generation(0, pop.fitness(members["theta"]), None, None, None)
+      meta_theta = finish_generation(0, pop.task_fitness(members["theta"]), None, None, None)
       done = 0
     for g in range(done + 1, config.num_generations + 1):
       prev = (_elite_of if config.meta_optimizer == "elite" else _best_of)(lineage, g - 1)
@@ -241,9 +258,9 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
       loss_sum = np.zeros(pop.size)
-      if config.accept == "improved":   # the start, to go back to (step donates the members)
+      if config.accept != "always":   # the start, to go back to (step donates the members)
         start = pop.restore_point(members)
-        start_fitness = pop.fitness(members["theta"])
+        start_fitness = pop.task_fitness(members["theta"])
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
         members, meta_loss = pop.step(members, meta_theta, step)
@@ -252,12 +269,11 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
           log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
           return Result(done, meta_theta, _best_of(lineage, done)["fitness"], lineage, True,
                         ckpt.stop_signal)
-      fitness, accepted = pop.fitness(members["theta"]), None
-      if config.accept == "improved":
-        accepted = ~(np.nan_to_num(start_fitness, nan=np.inf)
-                     <= np.nan_to_num(fitness, nan=np.inf))
+      fitness, accepted = pop.task_fitness(members["theta"]), None
+      if config.accept != "always":
+        accepted = accepted_members(start_fitness, fitness, config.accept)
         members = pop.keep_improved(start, members, accepted)
-        fitness = np.where(accepted, fitness, start_fitness)
+        fitness = np.where(accepted[:, None], fitness, start_fitness)
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
                                      came_from, accepted)
       done = g
