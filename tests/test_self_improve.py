@@ -58,6 +58,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"init": "zeros"}, "init must be one of"),
     ({"meta_optimizer_horizon": -1}, "meta_optimizer_horizon must be an integer >= 0"),
     ({"accept": "best"}, "accept must be one of"),
+    ({"meta_step_scale": (1.0, 0.1)}, "meta_step_scale must be"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -177,6 +178,45 @@ def test_accept_improved_all_keeps_every_task_from_getting_worse(tmp_path):
       if x["parent"] == m:   # unperturbed: its start is its previous record
         prev = by[(g - 1, m)]["task_fitness"]
         assert all(a <= b + 1e-6 for a, b in zip(x["task_fitness"], prev))
+
+
+def test_meta_step_scale_is_per_member_copied_and_perturbed_by_pbt(tmp_path):
+  wd = str(tmp_path / "ms")
+  r = si.self_improve(tiny_config(meta_step_scale=(0.1, 1.0), num_generations=2,
+                                  population_size=4, meta_optimizer="own"), wd,
+                      mesh=parallel.make_mesh(2))
+  recs = lineage(wd)
+  by = {(x["generation"], x["member"]): x for x in recs}
+  steps0 = [by[(0, m)]["meta_step"] for m in range(4)]
+  assert all(0.1 <= s <= 1.0 for s in steps0) and len(set(steps0)) == 4
+  for g in (1, 2):
+    for m in range(4):
+      x, parent = by[(g, m)], by[(g - 1, by[(g, m)]["parent"])]
+      ratio = x["meta_step"] / parent["meta_step"]
+      if x["parent"] == m:
+        assert ratio == pytest.approx(1.0, rel=1e-6)
+      else:   # copied at the exploit, then perturbed by 1.25 either way
+        assert ratio == pytest.approx(1.25, rel=1e-5) or ratio == pytest.approx(0.8, rel=1e-5)
+  assert r.generation == 2
+
+
+def test_meta_step_scale_scales_the_meta_optimizer_steps(tmp_path):
+  """A tiny multiplier leaves theta almost where it started; the default moves it."""
+  mesh = parallel.make_mesh(2)
+  moved = {}
+  for name, scale in (("one", (1.0, 1.0)), ("tiny", (1e-6, 1e-6))):
+    c = tiny_config(meta_step_scale=scale, num_generations=1, meta_optimizer="adam",
+                    outer_lr=0.1, exploit_fraction=0.5, explore_sigma=0.0)
+    pop = Population(c, mesh)
+    members = pop.init_members()
+    start = jax.device_get(members["theta"])
+    for step in range(3):
+      members, _ = pop.step(members, None, step)
+    end = jax.device_get(members["theta"])
+    moved[name] = max(float(np.max(np.abs(a - b)))
+                      for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(end)))
+  assert moved["one"] > 1e-3
+  assert moved["tiny"] < 1e-6 * moved["one"] * 10
 
 
 def test_run_of_an_older_version_resumes_after_an_upgrade(tmp_path):

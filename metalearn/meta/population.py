@@ -130,7 +130,18 @@ class Population:
     for i, problem in enumerate(self.problems(datas)):
       keys = jax.random.split(jax.random.fold_in(k_runs, i), self.config.population_per_task)
       runs.append(jax.vmap(lambda k, p=problem: self.estimator.init(p, theta, k))(keys))
-    return {"theta": theta, "outer_state": self.outer_tx(theta).init(theta), "runs": runs}
+    member = {"theta": theta, "outer_state": self.outer_tx(theta).init(theta), "runs": runs}
+    if self.tunes_meta_step:
+      lo, hi = np.log(np.asarray(self.config.meta_step_scale, np.float64))
+      member["log_meta_step"] = jax.random.uniform(jax.random.fold_in(key, 7), (), jnp.float32,
+                                                   lo, hi)
+    return member
+
+  @property
+  def tunes_meta_step(self) -> bool:
+    """Whether members carry their own meta-step multiplier (``meta_step_scale`` is a range)."""
+    lo, hi = self.config.meta_step_scale
+    return not lo == hi == 1.0
 
   def problems(self, datas) -> list[Problem]:
     return [Problem(t, self.rule, self.ucfg, d) for t, d in zip(self.tasks, datas)]
@@ -169,12 +180,17 @@ class Population:
     tx = self.outer_tx(theta if self.config.meta_optimizer == "own" else meta_theta)
     state = jax.lax.cond(restart, lambda: tx.init(theta), lambda: member["outer_state"])
     updates, outer_state = tx.update(grad, state, theta)
+    if self.tunes_meta_step:   # the member's own multiplier on its meta-optimizer's steps
+      scale = jnp.exp(member["log_meta_step"])
+      updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
     new_theta = optax.apply_updates(theta, updates)
     finite = est_lib._all_finite(new_theta) & est_lib._all_finite(outer_state)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    return ({"theta": keep(new_theta, theta), "outer_state": keep(outer_state,
-                                                                  member["outer_state"]),
-             "runs": runs}, meta_loss)
+    out = {"theta": keep(new_theta, theta),
+           "outer_state": keep(outer_state, member["outer_state"]), "runs": runs}
+    if self.tunes_meta_step:
+      out["log_meta_step"] = member["log_meta_step"]
+    return out, meta_loss
 
   def _step(self, members, meta_theta, datas, key, restart):
     local = jax.vmap(self._member_step, in_axes=(0, None, None, 0, None))
@@ -250,7 +266,8 @@ class Population:
 
   def exploit_explore(self, members, parents: np.ndarray, generation: int):
     """Copied members take their parent's theta, meta-optimizer state and inner runs, then their
-    theta is perturbed by ``explore_sigma`` x N(0, 1) per element; the others are unchanged.
+    theta is perturbed by ``explore_sigma`` x N(0, 1) per element and (with ``meta_step_scale``
+    a range) their meta-step multiplier by a factor of 1.25 or 1/1.25; the others are unchanged.
 
     Done on the host (the members are small): a gather over every leaf compiles slowly on CPU.
     """
@@ -265,7 +282,17 @@ class Population:
       return t + np.where(copied.reshape((-1,) + (1,) * (t.ndim - 1)), sigma * noise, 0)
 
     members["theta"] = jax.tree.map(explore, members["theta"])
+    if self.tunes_meta_step:
+      sign = rng.choice(np.array([-1.0, 1.0], np.float32), self.size)
+      members["log_meta_step"] = members["log_meta_step"] + np.where(
+          copied, sign * np.float32(np.log(1.25)), np.float32(0)).astype(np.float32)
     return jax.device_put(members, self._pop)
+
+  def meta_steps(self, members) -> np.ndarray | None:
+    """[P] each member's meta-step multiplier, or None when ``meta_step_scale`` is 1."""
+    if not self.tunes_meta_step:
+      return None
+    return np.exp(np.asarray(jax.device_get(members["log_meta_step"]), np.float64))
 
   RESTORED = ("theta", "outer_state")   # what ``keep_improved`` may send a member back to
 

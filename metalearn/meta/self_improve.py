@@ -75,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
                                   # improved_all: ... and no meta-validation task got worse
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
+  c.meta_step_scale = (1.0, 1.0)  # (lo, hi): each member multiplies its meta-optimizer's steps
+                                  # by its own factor, drawn log-uniform in [lo, hi] at the start,
+                                  # copied at exploit and multiplied by 1.25 or 1/1.25 at explore
+                                  # (PBT tunes it); (1, 1): no multiplier
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
   c.explore_sigma = 0.05          # perturbation of a copied theta: + explore_sigma * N(0, 1)
   c.fitness_horizon = 200         # steps each meta-validation task is trained for (fitness)
@@ -121,6 +125,10 @@ def validate(config, num_devices: int) -> None:
   need(0 < c.exploit_fraction <= 0.5, f"exploit_fraction must be in (0, 0.5], got "
        f"{c.exploit_fraction}.")
   need(c.explore_sigma >= 0 and c.init_scale >= 0, "explore_sigma and init_scale must be >= 0.")
+  mss = tuple(c.meta_step_scale)
+  need(len(mss) == 2 and 0 < mss[0] <= mss[1],
+       f"meta_step_scale must be (lo, hi) with 0 < lo <= hi (e.g. (0.1, 1.0); (1, 1): no "
+       f"multiplier), got {mss!r}.")
   need(c.eval_tasks, "eval_tasks (the meta-validation tasks that fitness is measured on) is empty; "
        "set it to task specs that are not meta-training tasks.")
   train = {json.dumps(dict(s), sort_keys=True) for s in c.task_specs}
@@ -152,7 +160,7 @@ def accepted_members(start, new, mode: str) -> np.ndarray:
 
 
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
-             accepted=None) -> list[dict]:
+             accepted=None, meta_steps=None) -> list[dict]:
   fitness = task_fitness.mean(axis=1)
   best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
@@ -161,6 +169,7 @@ def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
            "trained_by": trained_by, "best": i == best,
            "meta_loss": None if meta_loss is None else float(meta_loss[i])}
           | ({} if accepted is None else {"accepted": bool(accepted[i])})
+          | ({} if meta_steps is None else {"meta_step": float(meta_steps[i])})
           for i in range(len(fitness))]
 
 
@@ -231,7 +240,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                      task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
                      train_horizon=[config.min_horizon, config.max_horizon])
       parents = pop.parents(fitness, g)
-      lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted)
+      lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
+                                     pop.meta_steps(members))
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
