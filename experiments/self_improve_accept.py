@@ -14,8 +14,14 @@ one of the 3 held-out tasks, but the held-out wine task is of the same kind.
     # shorter generations, the same 5,000 outer steps per member:
     ... --workdir runs/self_improve_accept_500 --config.generation_steps=500 --config.num_generations=10
 
+    # 0.6.0: acceptance only when no meta-validation task got worse; per-member meta-step
+    # multipliers tuned by PBT:
+    ... --workdir runs/si_all --config.accept=improved_all
+    ... --workdir runs/si_ms --config.meta_step_scale="(0.03, 1.0)"
+
 Measured alone on the 2-core CPU (2026-11-28): 428 s (5 x 2,000) and 257 s (10 x 500) for the
-generations; docs/self_improvement.md, "0.5.0", has the tables.
+generations; docs/self_improvement.md, "0.5.0", has the tables. 0.6.0 (docs, "0.6.0"):
+improved_all 782 s (beside a short test run).
 """
 from self_improve import HELDOUT, TRAIN  # noqa: F401
 from self_improve_long import VALIDATION as VALIDATION_LONG
