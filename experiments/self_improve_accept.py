@@ -18,10 +18,15 @@ one of the 3 held-out tasks, but the held-out wine task is of the same kind.
     # multipliers tuned by PBT:
     ... --workdir runs/si_all --config.accept=improved_all
     ... --workdir runs/si_ms --config.meta_step_scale="(0.03, 1.0)"
+    # fitness at the held-out horizon, and its Adam control (the same config, meta-optimizer Adam):
+    ... --workdir runs/si_all_h1000 --config.accept=improved_all --config.fitness_horizon=1000
+    ... --workdir runs/si_all_h1000_adam --config.accept=improved_all --config.fitness_horizon=1000 \
+        --config.meta_optimizer=adam
 
 Measured alone on the 2-core CPU (2026-11-28): 428 s (5 x 2,000) and 257 s (10 x 500) for the
 generations; docs/self_improvement.md, "0.5.0", has the tables. 0.6.0 (docs, "0.6.0"):
-improved_all 782 s (beside a short test run).
+improved_all 782 s (beside a short test run), meta_step_scale 750 s, improved_all with
+fitness_horizon=1000 884 s.
 """
 from self_improve import HELDOUT, TRAIN  # noqa: F401
 from self_improve_long import VALIDATION as VALIDATION_LONG
