@@ -1,5 +1,6 @@
 """Bundled datasets: offline TFDS preparation, ArrayRecord files, data_source reads."""
 import glob
+import importlib
 import os
 import socket
 import string
@@ -233,3 +234,25 @@ def test_concurrent_prepare(tmp_path):
     assert proc.returncode == 0, err
   assert outputs[0][0] == outputs[1][0] and int(outputs[0][0]) > 0
   assert sorted(os.listdir(tmp_path / "ml_pychars")) == ["1.0.0"]
+
+
+def test_prepared_by_another_process_between_construct_and_check(tmp_path, monkeypatch):
+  """Another process finishes preparing after this one made its builder but before it checked:
+  the builder it returns must still see the splits (the race behind a flaky
+  test_concurrent_prepare: "Invalid split 'test' ...; valid splits: .")."""
+  prepare_lib = importlib.import_module("metalearn.data.prepare")
+  cls = prepare_lib.BUILDERS["pychars"]
+  real = cls.is_prepared
+  calls = []
+
+  def is_prepared(self):
+    if not calls:   # the other process finishes right now
+      subprocess.run([sys.executable, "-c", "import sys; from metalearn.data import datasets; "
+                      "datasets.prepare('pychars', sys.argv[1])", str(tmp_path)], check=True)
+    calls.append(1)
+    return real(self)
+
+  monkeypatch.setattr(cls, "is_prepared", is_prepared)
+  builder = prepare_lib.builder("pychars", str(tmp_path))
+  assert "test" in builder.info.splits and "train" in builder.info.splits
+  assert len(datasets.load_text("pychars", "test", str(tmp_path))["tokens"]) > 0

@@ -119,7 +119,9 @@ def _prepare_bundled(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   with quiet():
     builder = cls(data_dir=data_dir)
     if builder.is_prepared():
-      return builder
+      # A builder reads its splits from disk when it is made: if another process finished
+      # preparing between the line above and this check, this one has none. Make it again.
+      return cls(data_dir=data_dir)
     with lock, _file_lock(data_dir, cls.name):
       builder = cls(data_dir=data_dir)  # Another process may have finished.
       if not builder.is_prepared():
