@@ -8,31 +8,15 @@
 
 A member is ``{"theta", "outer_state", "runs"}``: its meta-parameters, the state of the
 meta-optimizer that trains it, and its estimator state (its own inner runs, one population of
-``population_per_task`` per task type). All members are stacked along a leading axis of size
-``P`` that is sharded over the ``'task'`` mesh axis: ``jax.jit`` + ``jax.shard_map`` over members,
-``vmap`` over the members on a device. Members never communicate inside a step, so every member's
+``population_per_task`` per task type), plus ``"log_meta_step"`` when ``meta_step_scale`` is
+set. All members are stacked along a leading axis of size ``P`` that is sharded over the
+``'task'`` mesh axis: ``jax.jit`` + ``jax.shard_map`` over members, ``vmap`` over the members on
+a device. Members never communicate inside a step, so every member's
 computation is the same on 1 and on 8 devices (keys are split per member, not per device).
 
-The meta-optimizer (``config.meta_optimizer``):
-
-* ``"best"``: every member's meta-gradient is applied by ``rule.as_optax(meta_theta, ...)``, the
-  rule of the population's current best member (``meta_theta``, fixed during a generation), with
-  the member's own meta-optimizer state;
-* ``"elite"``: the same with the best rule *so far* (lowest fitness of any generation's best), so
-  a generation whose best got worse never meta-trains the next one;
-* ``"own"``: each member's own rule trains itself;
-* ``"adam"``: the control, ``optax.adam(outer_lr)`` (same compute, a hand-designed optimizer).
-
-In all of them, the meta-gradient is first clipped to global norm ``outer_grad_clip``, as in
-ordinary meta-training.
-
-The horizon a learned meta-optimizer is told (``config.meta_optimizer_horizon``): 0 tells it the
-whole run (``num_generations * generation_steps`` outer steps) and keeps its state for the whole
-run. ``H > 0`` makes it run as a sequence of ``H``-step trainings: it is told ``num_steps=H`` and
-every member's meta-optimizer state restarts from ``init`` at every outer step that is a multiple
-of ``H``. This keeps a rule that was meta-trained on ``min_horizon..max_horizon``-step runs inside
-the horizons it knows. The Adam control ignores it (Adam has no horizon, and restarting its
-moments would change the control).
+The meta-optimizers (``config.meta_optimizer``: best, elite, own, adam) and the horizon a learned
+one is told (``meta_optimizer_horizon``) are described in ``self_improve.py``'s docstring and
+config; ``outer_tx`` and ``restarts_outer_state`` implement them.
 """
 from __future__ import annotations
 
