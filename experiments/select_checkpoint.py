@@ -3,7 +3,9 @@
     python experiments/select_checkpoint.py RUN_WORKDIR OUT.safetensors [--config experiments/X.py]
 
 Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for each of the
-recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon) with 2 seeds, by one compiled program per task that takes theta as an
+recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon; a recipe's
+``VALIDATION_HORIZONS_BY_KIND``, e.g. ``{"char_lm": (300, 1000)}``, overrides them for a task
+kind whose long runs cost too much) with 2 seeds, by one compiled program per task that takes theta as an
 argument, so scoring N checkpoints costs one compile per task. The score of a checkpoint is the
 mean over tasks of log(mean training loss over the last 10% of steps); the run's starting
 meta-parameters (``init_theta`` if the recipe sets it, else the rule's init) are scored too, as
@@ -82,8 +84,9 @@ def main():
   scores = {s: [] for s in thetas}
   t0 = time.time()
   horizons = getattr(recipe, "VALIDATION_HORIZONS", (config.eval_horizon,))
+  by_kind = getattr(recipe, "VALIDATION_HORIZONS_BY_KIND", {})
   for d in recipe.VALIDATION:
-    for h in horizons:
+    for h in by_kind.get(d["kind"], horizons):
       run = scorer(rule, TaskSpec.from_dict(dict(d)), h)
       for s, theta in thetas.items():
         train, test = (float(x) for x in run(theta))
