@@ -11,7 +11,11 @@ mean over tasks of log(mean training loss over the last 10% of steps); the run's
 meta-parameters (``init_theta`` if the recipe sets it, else the rule's init) are scored too, as
 step 0. With ``--gate R``, only checkpoints whose loss is at most R times the start's on *every*
 validation task may be picked (a mean can hide a collapse on one family; the 0.2.0 selection
-picked such a checkpoint). The lowest score among those is exported with ``save_rule``.
+picked such a checkpoint). With ``--average LO:HI`` (repeatable), the element-wise mean of the
+meta-parameters of the kept checkpoints with LO <= step <= HI is scored as one more candidate,
+``avg:LO-HI`` (adjacent checkpoints of a noisy run can differ by 2 points of score; their mean is
+steadier: docs/rule_quality.md, "0.7.0"). The lowest score among those is exported with
+``save_rule``.
 """
 from __future__ import annotations
 
@@ -48,6 +52,21 @@ def checkpoint_thetas(workdir, rule):
   return out
 
 
+def average_thetas(kept, spec_range):
+  """``(key, steps, theta)``: the element-wise mean of the checkpoints ``kept`` (step -> theta)
+  whose step is in ``spec_range`` ("LO:HI", inclusive)."""
+  try:
+    lo, hi = (int(x) for x in spec_range.split(":"))
+  except ValueError:
+    raise SystemExit(f"--average {spec_range!r}: expected LO:HI, two outer steps, e.g. 900:1800.")
+  steps = sorted(s for s in kept if lo <= s <= hi)
+  if len(steps) < 2:
+    raise SystemExit(f"--average {spec_range}: {len(steps)} kept checkpoint(s) in that range "
+                     f"(kept: {sorted(kept)}); give a range with at least two.")
+  theta = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs), 0), *(kept[s] for s in steps))
+  return f"avg:{lo}-{hi}", steps, theta
+
+
 def scorer(rule, spec, horizon, seeds=2):
   task = make_task(spec)
 
@@ -69,6 +88,8 @@ def main():
   p.add_argument("--config", default="experiments/scaled_lopt.py")
   p.add_argument("--gate", type=float, default=None,
                  help="eligible checkpoints are at most GATE x the start's loss on every task")
+  p.add_argument("--average", action="append", default=[], metavar="LO:HI",
+                 help="also score the mean meta-parameters of the checkpoints in [LO, HI]")
   args = p.parse_args()
   spec = importlib.util.spec_from_file_location("recipe", args.config)
   recipe = importlib.util.module_from_spec(spec)
@@ -81,6 +102,10 @@ def main():
   every = getattr(recipe, "VALIDATION_EVERY", 1)
   kept = checkpoint_thetas(args.workdir, rule)
   thetas.update({s: t for s, t in kept.items() if s > 0 and (s % every == 0 or s == max(kept))})
+  averaged = {}
+  for spec_range in args.average:
+    key, steps, theta = average_thetas(kept, spec_range)
+    thetas[key], averaged[key] = theta, steps
   scores = {s: [] for s in thetas}
   t0 = time.time()
   horizons = getattr(recipe, "VALIDATION_HORIZONS", (config.eval_horizon,))
@@ -95,20 +120,23 @@ def main():
       print(f"{TaskSpec.from_dict(dict(d)).name}@{h} scored ({time.time() - t0:.0f}s)", flush=True)
   table = {s: float(np.mean([np.log(r["train"]) if np.isfinite(r["train"]) else 50.0
                              for r in rows])) for s, rows in scores.items()}
-  for s in sorted(table):
+  order = lambda k: (isinstance(k, str), k if isinstance(k, int) else averaged[k][-1])
+  for s in sorted(table, key=order):
     print(s, round(table[s], 4), " ".join(f"{r['train']:.4f}" for r in scores[s]))
   eligible = [s for s in table if args.gate is None or all(
       np.isfinite(r["train"]) and r["train"] <= args.gate * r0["train"]
       for r, r0 in zip(scores[s], scores[0]))]
-  print("eligible under the gate:", sorted(eligible))
+  print("eligible under the gate:", sorted(eligible, key=order))
   best = min(eligible, key=table.get)   # step 0 is always eligible
   print("best step", best, "score", table[best], f"({time.time() - t0:.0f}s)")
-  save_rule(args.out, rule, jax.tree.map(np.asarray, thetas[best]), outer_step=int(best),
+  extra = {"averaged_steps": averaged[best]} if best in averaged else {}
+  save_rule(args.out, rule, jax.tree.map(np.asarray, thetas[best]),
+            outer_step=int(best) if best not in averaged else averaged[best][-1],
             validation_score=table[best], validation_tasks=[r["task"] for r in scores[best]],
-            recipe=os.path.basename(args.config))
+            recipe=os.path.basename(args.config), **extra)
   with open(os.path.splitext(args.out)[0] + "_validation.json", "w") as f:
     json.dump({"scores": {str(k): v for k, v in table.items()}, "best": best, "gate": args.gate,
-               "eligible": sorted(int(e) for e in eligible),
+               "eligible": [str(e) for e in sorted(eligible, key=order)], "averaged": averaged,
                "per_task": {str(k): v for k, v in scores.items()}}, f, indent=1)
 
 
