@@ -19,6 +19,14 @@ no validation family could see it. So this recipe
     metalearn meta-train --config experiments/scaled_lopt_tf_2.py --workdir runs/tf_2
     python experiments/select_checkpoint.py runs/tf_2 runs/tf_2/selected.safetensors \\
         --config experiments/scaled_lopt_tf_2.py
+    # stage 3 (experiments/scaled_lopt_tf_3.py): the controller alone, from stage 2's last step
+
+Measured alone on the shared 2-core CPU (2026-11-28): stage 1 680 s (pick: step 750), scoring
+317 s; stage 2 571 s, scoring 329 s (no checkpoint beat its start, so the pick stays stage 1's
+step 750); stage 3 987 s, scoring 331 s (no checkpoint beat its start, stage 2's step 1,500).
+53.6 min in all. Out of distribution: the stage-1 pick reaches tuned Adam on 9/15 tasks (median
+speedup 0.77), stage 2's last step on 9/15 (1.10, the 2-layer transformer won); `default`
+12/15. Not shipped; docs/rule_quality.md, "0.7.0".
 """
 from scaled_lopt import TRAIN
 from scaled_lopt import get_config as v2_config
