@@ -23,8 +23,8 @@ no validation family could see it. So this recipe
 
 Measured alone on the shared 2-core CPU (2026-11-28): stage 1 680 s (pick: step 750), scoring
 317 s; stage 2 571 s, scoring 329 s (no checkpoint beat its start, so the pick stays stage 1's
-step 750); stage 3 987 s, scoring 331 s (no checkpoint beat its start, stage 2's step 1,500).
-53.6 min in all. Out of distribution: the stage-1 pick reaches tuned Adam on 9/15 tasks (median
+step 750); stage 3 987 s, scoring 361 s (no checkpoint beat its start, stage 2's step 1,500).
+54.1 min in all. Out of distribution: the stage-1 pick reaches tuned Adam on 9/15 tasks (median
 speedup 0.77), stage 2's last step on 9/15 (1.10, the 2-layer transformer won); `default`
 12/15. Not shipped; docs/rule_quality.md, "0.7.0".
 """
