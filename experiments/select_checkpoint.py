@@ -5,17 +5,17 @@
 Each validation task (the recipe's ``VALIDATION`` list) is trained from scratch for each of the
 recipe's ``VALIDATION_HORIZONS`` (one past the longest meta-training horizon; a recipe's
 ``VALIDATION_HORIZONS_BY_KIND``, e.g. ``{"char_lm": (300, 1000)}``, overrides them for a task
-kind whose long runs cost too much) with 2 seeds, by one compiled program per task that takes theta as an
-argument, so scoring N checkpoints costs one compile per task. The score of a checkpoint is the
-mean over tasks of log(mean training loss over the last 10% of steps); the run's starting
-meta-parameters (``init_theta`` if the recipe sets it, else the rule's init) are scored too, as
-step 0. With ``--gate R``, only checkpoints whose loss is at most R times the start's on *every*
-validation task may be picked (a mean can hide a collapse on one family; the 0.2.0 selection
-picked such a checkpoint). With ``--average LO:HI`` (repeatable), the element-wise mean of the
-meta-parameters of the kept checkpoints with LO <= step <= HI is scored as one more candidate,
-``avg:LO-HI`` (adjacent checkpoints of a noisy run can differ by 2 points of score; their mean is
-steadier: docs/rule_quality.md, "0.7.0"). The lowest score among those is exported with
-``save_rule``.
+kind whose long runs cost too much) with 2 seeds, by one compiled program per task that takes
+theta as an argument, so scoring N checkpoints costs one compile per task. The score of a
+checkpoint is the mean over tasks of log(mean training loss over the last 10% of steps); the
+run's starting meta-parameters (``init_theta`` if the recipe sets it, else the rule's init) are
+scored too, as step 0. With ``--gate R``, only checkpoints whose loss is at most R times the
+start's on *every* validation task may be picked (a mean can hide a collapse on one family; the
+0.2.0 selection picked such a checkpoint). With ``--average LO:HI`` (repeatable), the
+element-wise mean of the meta-parameters of the kept checkpoints with LO <= step <= HI is scored
+as one more candidate, ``avg:LO-HI`` (adjacent checkpoints of a noisy run can differ by 2 points
+of score; their mean is steadier: docs/rule_quality.md, "0.7.0"). The lowest score among those
+is exported with ``save_rule``.
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def main():
             recipe=os.path.basename(args.config), **extra)
   with open(os.path.splitext(args.out)[0] + "_validation.json", "w") as f:
     json.dump({"scores": {str(k): v for k, v in table.items()}, "best": best, "gate": args.gate,
-               "eligible": [str(e) for e in sorted(eligible, key=order)], "averaged": averaged,
+               "eligible": sorted(eligible, key=order), "averaged": averaged,
                "per_task": {str(k): v for k, v in scores.items()}}, f, indent=1)
 
 
