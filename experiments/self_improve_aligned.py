@@ -26,7 +26,8 @@ the best 0.6.0 run) changes what meta-training sees:
     ... --workdir runs/si_aligned_250 --config.generation_steps=250 --config.num_generations=6
 
 Measured on the shared 2-core CPU (2026-11-28): generation 0 and 3 generations in about 13 min
-(stopped with SIGTERM during generation 4 to free the CPU; 964 s in all); the Adam control with
+(stopped with SIGTERM during generation 4 to free the CPU; 964 s in all; the rerun finished
+generations 4 and 5 in 498 s, and the best stayed generation 1's); the Adam control with
 ``--config.num_generations=3``, 770 s. Held-out median after generation 3: 1.10 against the
 control's 1.82, better on all three tasks; docs/self_improvement.md, "0.7.0". The 6 x 250 run:
 483 s, held-out 1.43 after generation 6 (improved in generations 1, 5 and 6).
