@@ -5,39 +5,35 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
 from metalearn.optimizers import make_rule
 from metalearn.optimizers.serialization import load_rule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 SCRIPT = os.path.join(ROOT, "experiments", "select_checkpoint.py")
-RECIPE = '''
-from metalearn.meta.config import default_config
-VALIDATION = [{"kind": "quadratic", "dim": 6, "seed": 2, "batch_size": 4}]
+# A recipe file, as select_checkpoint reads one: the engine tests' tiny config plus validation.
+RECIPE = f'''
+import sys
+sys.path.insert(0, {TESTS!r})
+from meta_helpers import tiny_config
+VALIDATION = [{{"kind": "quadratic", "dim": 6, "seed": 2, "batch_size": 4}}]
 VALIDATION_HORIZONS = (15,)
-VALIDATION_HORIZONS_BY_KIND = {"linreg": (10,)}
+VALIDATION_HORIZONS_BY_KIND = {{"linreg": (10,)}}
 
 def get_config():
-  c = default_config()
-  c.rule = "scaled_lopt"
-  c.task_specs = ({"kind": "linreg", "dim": 8, "batch_size": 16},)
-  c.population_per_task = 4
-  c.truncation_length = 5
-  c.min_horizon = 10
-  c.max_horizon = 30
-  c.num_outer_steps = 6
-  c.checkpoint_every = 2
-  c.keep_checkpoints = 5
-  c.log_every = 1
-  c.eval_horizon = 15
-  c.progress = False
-  c.num_devices = 1
-  c.outer_lr = 3e-2
-  return c
+  return tiny_config(rule="scaled_lopt", keep_checkpoints=5, eval_horizon=15, outer_lr=3e-2)
 '''
+
+
+def _select(run, out_name, *flags):
+  """Runs select_checkpoint.py on the fixture's run, as a user would."""
+  d, recipe, env = run
+  return subprocess.run([sys.executable, SCRIPT, str(d / "run"), str(d / out_name),
+                         "--config", str(recipe), *flags], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
 
 
 def _select_module():
@@ -59,11 +55,9 @@ def run(tmp_path_factory):
 
 
 def test_average_candidate_is_scored_and_is_the_mean(run):
-  d, recipe, env = run
+  d, _, _ = run
   out = d / "selected.safetensors"
-  p = subprocess.run([sys.executable, SCRIPT, str(d / "run"), str(out), "--config", str(recipe),
-                      "--average", "2:6"], env=env, cwd=ROOT, capture_output=True, text=True,
-                     timeout=600)
+  p = _select(run, out.name, "--average", "2:6")
   assert p.returncode == 0, p.stderr[-3000:]
   report = json.load(open(d / "selected_validation.json"))
   assert report["averaged"] == {"avg:2-6": [2, 4, 6]}
@@ -94,11 +88,8 @@ def test_average_candidate_is_scored_and_is_the_mean(run):
 
 
 def test_average_range_without_two_checkpoints_is_a_clear_error(run):
-  d, recipe, env = run
-  out = d / "bad.safetensors"
-  p = subprocess.run([sys.executable, SCRIPT, str(d / "run"), str(out), "--config", str(recipe),
-                      "--average", "5:5"], env=env, cwd=ROOT, capture_output=True, text=True,
-                     timeout=600)
+  out = run[0] / "bad.safetensors"
+  p = _select(run, out.name, "--average", "5:5")
   assert p.returncode != 0
   assert "--average 5:5" in p.stderr and "at least two" in p.stderr
   assert not out.exists()
