@@ -11,8 +11,8 @@ meta-optimizer that trains it, and its estimator state (its own inner runs, one 
 ``population_per_task`` per task type), plus ``"log_meta_step"`` when ``meta_step_scale`` is
 set. All members are stacked along a leading axis of size ``P`` that is sharded over the
 ``'task'`` mesh axis: ``jax.jit`` + ``jax.shard_map`` over members, ``vmap`` over the members on
-a device. Members never communicate inside a step, so every member's
-computation is the same on 1 and on 8 devices (keys are split per member, not per device).
+a device. Members never communicate inside a step, so every member's computation is the same
+on 1 and on 8 devices (keys are split per member, not per device).
 
 The meta-optimizers (``config.meta_optimizer``: best, elite, own, adam) and the horizon a learned
 one is told (``meta_optimizer_horizon``) are described in ``self_improve.py``'s docstring and
