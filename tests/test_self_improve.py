@@ -59,6 +59,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"meta_optimizer_horizon": -1}, "meta_optimizer_horizon must be an integer >= 0"),
     ({"accept": "best"}, "accept must be one of"),
     ({"meta_step_scale": (1.0, 0.1)}, "meta_step_scale must be"),
+    ({"accept_every": -1}, "accept_every must be an integer >= 0"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -178,6 +179,42 @@ def test_accept_improved_all_keeps_every_task_from_getting_worse(tmp_path):
       if x["parent"] == m:   # unperturbed: its start is its previous record
         prev = by[(g - 1, m)]["task_fitness"]
         assert all(a <= b + 1e-6 for a, b in zip(x["task_fitness"], prev))
+
+
+def test_accept_every_keeps_the_best_point_of_a_generation(tmp_path):
+  """Fitness checked inside a generation: a member keeps the best accepted point of its
+  trajectory. A meta-optimizer that overshoots (Adam at a large outer rate) improves a rule in
+  its first steps and spoils it later, so some members keep a point inside the generation; the
+  fitness recorded is the kept rule's own, and no member ever gets worse."""
+  wd = str(tmp_path / "every")
+  mesh = parallel.make_mesh(2)
+  config = tiny_config(accept="improved", accept_every=1, generation_steps=6, num_generations=3,
+                       population_size=4, meta_optimizer="adam", outer_lr=0.3)
+  si.self_improve(config, wd, mesh=mesh)
+  recs = lineage(wd)
+  by = {(x["generation"], x["member"]): x for x in recs}
+  kept = [x["kept_step"] for x in recs if x["generation"] > 0]
+  assert all(0 <= k <= 6 for k in kept)
+  assert any(0 < k < 6 for k in kept), kept   # a point inside a generation was kept
+  for x in recs:
+    if x["generation"] > 0:
+      assert x["accepted"] == (x["kept_step"] > 0)
+      if x["parent"] == x["member"]:   # unperturbed: its start is its previous record
+        assert x["fitness"] <= by[(x["generation"] - 1, x["member"])]["fitness"] + 1e-6
+  # The generation files hold the kept rules: re-measured, their fitness is the recorded one.
+  pop = Population(config, mesh)
+  for g in range(1, 4):
+    best = next(x for x in recs if x["generation"] == g and x["best"])
+    _, theta, _ = artifacts.resolve(si.generation_file(wd, g))
+    stacked = jax.tree.map(lambda a: np.stack([np.asarray(a)] * 4), theta)
+    np.testing.assert_allclose(pop.task_fitness(stacked)[0], best["task_fitness"], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_accept_every_needs_acceptance(tmp_path):
+  with pytest.raises(ValueError, match="accept_every=2 keeps the best accepted point"):
+    si.self_improve(tiny_config(accept_every=2), str(tmp_path), mesh=parallel.make_mesh(2))
+  assert not os.listdir(tmp_path)
 
 
 def test_meta_step_scale_is_per_member_copied_and_perturbed_by_pbt(tmp_path):

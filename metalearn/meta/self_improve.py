@@ -73,6 +73,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.accept = "always"             # always | improved: a member keeps a generation's training only
                                   # if it improved its fitness (else it goes back to its start) |
                                   # improved_all: ... and no meta-validation task got worse
+  c.accept_every = 0              # N > 0 (with accept != always): fitness is also measured every
+                                  # N outer steps inside a generation, and a member keeps the best
+                                  # accepted point of its trajectory, not only its end
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.meta_step_scale = (1.0, 1.0)  # (lo, hi): each member multiplies its meta-optimizer's steps
@@ -119,6 +122,13 @@ def validate(config, num_devices: int) -> None:
        f"meta_optimizer_horizon must be an integer >= 0 (0: the whole run), got "
        f"{c.meta_optimizer_horizon!r}.")
   need(c.accept in ACCEPT, f"accept must be one of {ACCEPT}, got {c.accept!r}.")
+  need(isinstance(c.accept_every, int) and not isinstance(c.accept_every, bool)
+       and c.accept_every >= 0,
+       f"accept_every must be an integer >= 0 (0: fitness only at the end of a generation), got "
+       f"{c.accept_every!r}.")
+  need(not c.accept_every or c.accept != "always",
+       f"accept_every={c.accept_every} keeps the best accepted point of a generation, so it needs "
+       f"accept='improved' or 'improved_all' (accept is 'always').")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
        f"meta_optimizer must be one of {META_OPTIMIZERS}, got {c.meta_optimizer!r}.")
@@ -159,8 +169,27 @@ def accepted_members(start, new, mode: str) -> np.ndarray:
   return ok
 
 
+@dataclasses.dataclass
+class _Kept:
+  """Each member's best accepted point of the current generation (``accept_every``): the state
+  to go back to (``Population.restore_point``), its [P, T] task fitness, and the outer step within
+  the generation it was reached at (0: the start)."""
+  point: dict
+  fitness: np.ndarray
+  step: np.ndarray
+
+  def update(self, pop, members, mode: str, step: int) -> "_Kept":
+    now = pop.task_fitness(members["theta"])
+    better = accepted_members(self.fitness, now, mode)
+    if not better.any():
+      return self
+    pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
+    point = jax.tree.map(pick, self.point, pop.restore_point(members))
+    return _Kept(point, pick(self.fitness, now), np.where(better, step, self.step))
+
+
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
-             accepted=None, meta_steps=None) -> list[dict]:
+             accepted=None, meta_steps=None, kept_step=None) -> list[dict]:
   fitness = task_fitness.mean(axis=1)
   best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
@@ -170,6 +199,7 @@ def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
            "meta_loss": None if meta_loss is None else float(meta_loss[i])}
           | ({} if accepted is None else {"accepted": bool(accepted[i])})
           | ({} if meta_steps is None else {"meta_step": float(meta_steps[i])})
+          | ({} if kept_step is None else {"kept_step": int(kept_step[i])})
           for i in range(len(fitness))]
 
 
@@ -230,7 +260,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
     _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
     ckpt.install_signal_handlers()
 
-    def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None):
+    def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None,
+                          kept_step=None):
       nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
       best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
@@ -241,7 +272,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                      train_horizon=[config.min_horizon, config.max_horizon])
       parents = pop.parents(fitness, g)
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
-                                     pop.meta_steps(members))
+                                     pop.meta_steps(members),
+                                     kept_step if config.accept_every else None)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
@@ -268,9 +300,10 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
       loss_sum = np.zeros(pop.size)
+      kept = None   # accept: each member's best accepted point so far (the start at first)
       if config.accept != "always":   # the start, to go back to (step donates the members)
-        start = pop.restore_point(members)
-        start_fitness = pop.task_fitness(members["theta"])
+        kept = _Kept(pop.restore_point(members), pop.task_fitness(members["theta"]),
+                     np.zeros(pop.size, np.int64))
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
         members, meta_loss = pop.step(members, meta_theta, step)
@@ -279,13 +312,18 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
           log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
           return Result(done, meta_theta, _best_of(lineage, done)["fitness"], lineage, True,
                         ckpt.stop_signal)
-      fitness, accepted = pop.task_fitness(members["theta"]), None
-      if config.accept != "always":
-        accepted = accepted_members(start_fitness, fitness, config.accept)
-        members = pop.keep_improved(start, members, accepted)
-        fitness = np.where(accepted[:, None], fitness, start_fitness)
+        if (config.accept_every and (k + 1) % config.accept_every == 0
+            and k + 1 < config.generation_steps):
+          kept = kept.update(pop, members, config.accept, k + 1)
+      fitness, accepted, kept_step = pop.task_fitness(members["theta"]), None, None
+      if kept is not None:
+        end = accepted_members(kept.fitness, fitness, config.accept)
+        members = pop.keep_improved(kept.point, members, end)
+        fitness = np.where(end[:, None], fitness, kept.fitness)
+        kept_step = np.where(end, config.generation_steps, kept.step)
+        accepted = kept_step > 0
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
-                                     came_from, accepted)
+                                     came_from, accepted, kept_step)
       done = g
       log(f"  ({time.perf_counter() - t0:.0f} s so far)")
     best = _best_of(lineage, done)
