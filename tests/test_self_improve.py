@@ -181,15 +181,18 @@ def test_accept_improved_all_keeps_every_task_from_getting_worse(tmp_path):
         assert all(a <= b + 1e-6 for a, b in zip(x["task_fitness"], prev))
 
 
-def test_accept_every_keeps_the_best_point_of_a_generation(tmp_path):
+@pytest.mark.parametrize("mode", ["improved", "improved_all"])
+def test_accept_every_keeps_the_best_point_of_a_generation(mode, tmp_path):
   """Fitness checked inside a generation: a member keeps the best accepted point of its
   trajectory. A meta-optimizer that overshoots (Adam at a large outer rate) improves a rule in
   its first steps and spoils it later, so some members keep a point inside the generation; the
-  fitness recorded is the kept rule's own, and no member ever gets worse."""
+  fitness recorded is the kept rule's own, and no member ever gets worse (on any task, with
+  ``improved_all``)."""
   wd = str(tmp_path / "every")
   mesh = parallel.make_mesh(2)
-  config = tiny_config(accept="improved", accept_every=1, generation_steps=6, num_generations=3,
-                       population_size=4, meta_optimizer="adam", outer_lr=0.3)
+  valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
+  config = tiny_config(accept=mode, accept_every=1, generation_steps=6, num_generations=3,
+                       population_size=4, meta_optimizer="adam", outer_lr=0.3, eval_tasks=valid)
   si.self_improve(config, wd, mesh=mesh)
   recs = lineage(wd)
   by = {(x["generation"], x["member"]): x for x in recs}
@@ -200,7 +203,10 @@ def test_accept_every_keeps_the_best_point_of_a_generation(tmp_path):
     if x["generation"] > 0:
       assert x["accepted"] == (x["kept_step"] > 0)
       if x["parent"] == x["member"]:   # unperturbed: its start is its previous record
-        assert x["fitness"] <= by[(x["generation"] - 1, x["member"])]["fitness"] + 1e-6
+        prev = by[(x["generation"] - 1, x["member"])]
+        assert x["fitness"] <= prev["fitness"] + 1e-6
+        if mode == "improved_all":
+          assert all(a <= b + 1e-6 for a, b in zip(x["task_fitness"], prev["task_fitness"]))
   # The generation files hold the kept rules: re-measured, their fitness is the recorded one.
   pop = Population(config, mesh)
   for g in range(1, 4):
@@ -209,6 +215,17 @@ def test_accept_every_keeps_the_best_point_of_a_generation(tmp_path):
     stacked = jax.tree.map(lambda a: np.stack([np.asarray(a)] * 4), theta)
     np.testing.assert_allclose(pop.task_fitness(stacked)[0], best["task_fitness"], rtol=1e-5,
                                atol=1e-6)
+
+
+def test_kept_point_is_the_best_mean_among_points_accepted_against_the_start():
+  """improved_all judges each point against the generation's start, not against the point kept
+  so far: a later point with a better mean replaces a kept one it does not dominate."""
+  start = np.array([[-1.0, -1.0], [-1.0, -1.0]])
+  kept = si._Kept({}, np.array([[-3.0, -1.0], [-3.0, -1.0]]), np.array([2, 2]), start)
+  now = np.array([[-2.5, -2.0],     # better mean, no task worse than the start: taken
+                  [-4.0, -0.5]])    # better mean, but a task worse than the start: not taken
+  np.testing.assert_array_equal(kept.better(now, "improved_all"), [True, False])
+  np.testing.assert_array_equal(kept.better(now, "improved"), [True, True])
 
 
 def test_accept_every_needs_acceptance(tmp_path):
@@ -407,7 +424,8 @@ def test_random_init_differs_from_the_adam_like_init():
 
 
 @pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py",
-                                    "self_improve_accept.py"])
+                                    "self_improve_accept.py", "self_improve_aligned.py",
+                                    "self_improve_wide.py", "self_improve_every.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)

@@ -19,6 +19,9 @@ generation g = 1 .. ``num_generations``:
    same seeds) goes back to its start theta and meta-optimizer state, so no member's fitness ever
    gets worse across a generation (``accepted`` in the lineage); ``accept="improved_all"`` also
    sends it back if any single task got worse (a mean can improve by overfitting one family);
+   with ``accept_every=N`` fitness is also measured every N outer steps inside the generation,
+   and a member keeps, of the points accepted against its start, the one with the best mean
+   fitness (``kept_step`` in the lineage);
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
    member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
 
@@ -171,21 +174,27 @@ def accepted_members(start, new, mode: str) -> np.ndarray:
 
 @dataclasses.dataclass
 class _Kept:
-  """Each member's best accepted point of the current generation (``accept_every``): the state
-  to go back to (``Population.restore_point``), its [P, T] task fitness, and the outer step within
-  the generation it was reached at (0: the start)."""
+  """Each member's best point of the current generation so far: the state to go back to
+  (``Population.restore_point``), its [P, T] task fitness, and the outer step within the
+  generation it was reached at (0: the start, whose fitness ``start`` is)."""
   point: dict
   fitness: np.ndarray
   step: np.ndarray
+  start: np.ndarray
+
+  def better(self, now: np.ndarray, mode: str) -> np.ndarray:
+    """[P] whether ``now`` (task fitness) is accepted against the start (``accepted_members``)
+    and has a lower mean than the point kept so far."""
+    return accepted_members(self.start, now, mode) & (now.mean(axis=1) < self.fitness.mean(axis=1))
 
   def update(self, pop, members, mode: str, step: int) -> "_Kept":
     now = pop.task_fitness(members["theta"])
-    better = accepted_members(self.fitness, now, mode)
+    better = self.better(now, mode)
     if not better.any():
       return self
     pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
     point = jax.tree.map(pick, self.point, pop.restore_point(members))
-    return _Kept(point, pick(self.fitness, now), np.where(better, step, self.step))
+    return _Kept(point, pick(self.fitness, now), np.where(better, step, self.step), self.start)
 
 
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
@@ -302,8 +311,9 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       loss_sum = np.zeros(pop.size)
       kept = None   # accept: each member's best accepted point so far (the start at first)
       if config.accept != "always":   # the start, to go back to (step donates the members)
-        kept = _Kept(pop.restore_point(members), pop.task_fitness(members["theta"]),
-                     np.zeros(pop.size, np.int64))
+        start_fitness = pop.task_fitness(members["theta"])
+        kept = _Kept(pop.restore_point(members), start_fitness, np.zeros(pop.size, np.int64),
+                     start_fitness)
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
         members, meta_loss = pop.step(members, meta_theta, step)
@@ -317,7 +327,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
           kept = kept.update(pop, members, config.accept, k + 1)
       fitness, accepted, kept_step = pop.task_fitness(members["theta"]), None, None
       if kept is not None:
-        end = accepted_members(kept.fitness, fitness, config.accept)
+        end = kept.better(fitness, config.accept)
         members = pop.keep_improved(kept.point, members, end)
         fitness = np.where(end[:, None], fitness, kept.fitness)
         kept_step = np.where(end, config.generation_steps, kept.step)
