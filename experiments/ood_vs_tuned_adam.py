@@ -40,6 +40,13 @@ TUNED_ADAM_LR = {
     "linreg_d32_s0@10000": 1e-3,
     "autoencoder_mnist5k_14_64_relu_b32@5000": 1e-3,
     "image_mlp_mnist5k_14_64x64x64_relu_b32@5000": 1e-3,
+    # The tasks added to the suite in 0.3.0, from the full grids of `default`'s 0.4.0 card.
+    "cnn_norm_mnist5k_14_8x16_relu_b32@300": 10**-1.5,
+    "char_lm_pychars_L1_d128_T32_b8@300": 1e-3,
+    "rnn_lm_pychars_L1_d64_T32_b16@500": 1e-2,
+    "tabular_mlp_breast_cancer_64x64_relu_b32@500": 10**-2.5,
+    "tabular_mlp_wine_32_tanh_b16@300": 1e-1,
+    "tabular_mlp_breast_cancer_32_relu_b32@10000": 1e-2,
 }
 
 

@@ -6,9 +6,10 @@ Why. In every accepted run so far (docs/self_improvement.md, "0.5.0" to "0.8.0")
 training is judged once, at the end of its generation, against its start; members improve in
 the first few hundred steps of a generation and then often lose it again, so a generation in
 which every member's end is worse than its start ties, although points along the way were
-better. With ``accept_every=125`` a member keeps the best accepted point of its trajectory (the
-start, steps 125, 250, 375 or the end), judged with the same ``improved_all`` rule against the
-best point so far. It costs 3 more fitness measurements per generation.
+better. With ``accept_every=125`` fitness is also measured at steps 125, 250 and 375; each of
+those points and the end is judged with the same ``improved_all`` rule against the generation's
+start, and a member keeps the passing point with the best mean (or its start). It costs 3 more
+fitness measurements per generation.
 
     flock /tmp/metalearn-long.lock nice -n 5 metalearn self-improve \\
         --config experiments/self_improve_every.py --workdir runs/si_every

@@ -60,6 +60,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"accept": "best"}, "accept must be one of"),
     ({"meta_step_scale": (1.0, 0.1)}, "meta_step_scale must be"),
     ({"accept_every": -1}, "accept_every must be an integer >= 0"),
+    ({"best_by": "median"}, "best_by must be one of"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -221,11 +222,41 @@ def test_kept_point_is_the_best_mean_among_points_accepted_against_the_start():
   """improved_all judges each point against the generation's start, not against the point kept
   so far: a later point with a better mean replaces a kept one it does not dominate."""
   start = np.array([[-1.0, -1.0], [-1.0, -1.0]])
-  kept = si._Kept({}, np.array([[-3.0, -1.0], [-3.0, -1.0]]), np.array([2, 2]), start)
+  kept = si.Kept({}, np.array([[-3.0, -1.0], [-3.0, -1.0]]), np.array([2, 2]), start)
   now = np.array([[-2.5, -2.0],     # better mean, no task worse than the start: taken
                   [-4.0, -0.5]])    # better mean, but a task worse than the start: not taken
   np.testing.assert_array_equal(kept.better(now, "improved_all"), [True, False])
   np.testing.assert_array_equal(kept.better(now, "improved"), [True, True])
+
+
+def test_best_member_by_mean_or_dominant():
+  tf = np.array([[-3.0, -1.0],     # best mean, but worse than the previous best on task 1
+                 [-2.0, -2.0],     # no task worse: the dominant choice
+                 [-1.5, -2.5],     # worse on task 0
+                 [np.nan, -9.0]])  # diverged
+  prev = [-2.0, -1.5]
+  assert si.best_member(tf) == 0
+  assert si.best_member(tf, prev, "mean") == 0
+  assert si.best_member(tf, prev, "dominant") == 1
+  assert si.best_member(tf, [-9.0, -9.0], "dominant") == 0   # none dominates: the lowest mean
+
+
+def test_best_by_dominant_never_hands_on_a_rule_worse_on_a_task(tmp_path):
+  """With acceptance the previous best is kept, so each generation's best is no worse than the
+  previous one on every meta-validation task, and it is the rule that trains the next."""
+  wd = str(tmp_path / "dom")
+  valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
+  si.self_improve(tiny_config(accept="improved_all", best_by="dominant", num_generations=3,
+                              population_size=4, eval_tasks=valid, explore_sigma=0.5), wd,
+                  mesh=parallel.make_mesh(2))
+  recs = lineage(wd)
+  bests = {x["generation"]: x for x in recs if x["best"]}
+  assert sorted(bests) == [0, 1, 2, 3]
+  for g in (1, 2, 3):
+    assert all(a <= b + 1e-6 for a, b in zip(bests[g]["task_fitness"],
+                                              bests[g - 1]["task_fitness"]))
+    assert all(x["trained_by"] == {"generation": g - 1, "member": bests[g - 1]["member"]}
+               for x in recs if x["generation"] == g)
 
 
 def test_accept_every_needs_acceptance(tmp_path):
@@ -425,7 +456,8 @@ def test_random_init_differs_from_the_adam_like_init():
 
 @pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py",
                                     "self_improve_accept.py", "self_improve_aligned.py",
-                                    "self_improve_wide.py", "self_improve_every.py"])
+                                    "self_improve_wide.py", "self_improve_every.py",
+                                    "self_improve_dominant.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)

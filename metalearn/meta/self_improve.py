@@ -22,6 +22,8 @@ generation g = 1 .. ``num_generations``:
    with ``accept_every=N`` fitness is also measured every N outer steps inside the generation,
    and a member keeps, of the points accepted against its start, the one with the best mean
    fitness (``kept_step`` in the lineage);
+   the generation's best is its lowest mean fitness, or with ``best_by="dominant"`` the lowest
+   mean among the members no worse than the previous generation's best on any task;
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
    member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
 
@@ -52,9 +54,11 @@ from metalearn.checkpoint import Checkpointer
 from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
+from metalearn.meta.selection import Kept, accepted_members, best_member  # noqa: F401
 from metalearn.meta.train import check_workdir
 
 ACCEPT = ("always", "improved", "improved_all")
+BEST_BY = ("mean", "dominant")
 LINEAGE = "lineage.jsonl"
 GENERATIONS = "generations"
 FORMAT = "metalearn.self_improve.v1"
@@ -79,6 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.accept_every = 0              # N > 0 (with accept != always): fitness is also measured every
                                   # N outer steps inside a generation, and a member keeps the best
                                   # accepted point of its trajectory, not only its end
+  c.best_by = "mean"              # mean: a generation's best is its lowest mean fitness |
+                                  # dominant: ... among the members no worse than the previous
+                                  # generation's best on any meta-validation task
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.meta_step_scale = (1.0, 1.0)  # (lo, hi): each member multiplies its meta-optimizer's steps
@@ -132,6 +139,7 @@ def validate(config, num_devices: int) -> None:
   need(not c.accept_every or c.accept != "always",
        f"accept_every={c.accept_every} keeps the best accepted point of a generation, so it needs "
        f"accept='improved' or 'improved_all' (accept is 'always').")
+  need(c.best_by in BEST_BY, f"best_by must be one of {BEST_BY}, got {c.best_by!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
        f"meta_optimizer must be one of {META_OPTIMIZERS}, got {c.meta_optimizer!r}.")
@@ -161,46 +169,9 @@ class Result:
   signal: str | None = None
 
 
-def accepted_members(start, new, mode: str) -> np.ndarray:
-  """[P] bool: which members keep a generation's training, from [P, T] task fitness at its start
-  and end (lower is better; non-finite counts as worst). ``"improved"``: the mean over tasks went
-  down; ``"improved_all"``: it went down and no task went up."""
-  start, new = np.nan_to_num(start, nan=np.inf), np.nan_to_num(new, nan=np.inf)
-  ok = new.mean(axis=1) < start.mean(axis=1)
-  if mode == "improved_all":
-    ok &= np.all(new <= start, axis=1)
-  return ok
-
-
-@dataclasses.dataclass
-class _Kept:
-  """Each member's best point of the current generation so far: the state to go back to
-  (``Population.restore_point``), its [P, T] task fitness, and the outer step within the
-  generation it was reached at (0: the start, whose fitness ``start`` is)."""
-  point: dict
-  fitness: np.ndarray
-  step: np.ndarray
-  start: np.ndarray
-
-  def better(self, now: np.ndarray, mode: str) -> np.ndarray:
-    """[P] whether ``now`` (task fitness) is accepted against the start (``accepted_members``)
-    and has a lower mean than the point kept so far."""
-    return accepted_members(self.start, now, mode) & (now.mean(axis=1) < self.fitness.mean(axis=1))
-
-  def update(self, pop, members, mode: str, step: int) -> "_Kept":
-    now = pop.task_fitness(members["theta"])
-    better = self.better(now, mode)
-    if not better.any():
-      return self
-    pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
-    point = jax.tree.map(pick, self.point, pop.restore_point(members))
-    return _Kept(point, pick(self.fitness, now), np.where(better, step, self.step), self.start)
-
-
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
-             accepted=None, meta_steps=None, kept_step=None) -> list[dict]:
+             accepted=None, meta_steps=None, kept_step=None, best=0) -> list[dict]:
   fitness = task_fitness.mean(axis=1)
-  best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
            "task_fitness": [float(x) for x in task_fitness[i]],
            "parent": None if parents is None else int(parents[i]),
@@ -273,16 +244,18 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                           kept_step=None):
       nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
-      best = int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))
+      best = best_member(task_fitness, _best_of(lineage, g - 1)["task_fitness"] if g else None,
+                         config.best_by)
       best_theta = pop.member_theta(members, best)
       artifacts.save(generation_file(workdir, g), pop.rule, best_theta, generation=g,
                      member=best, fitness=float(fitness[best]), self_improve_workdir=workdir,
                      task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
                      train_horizon=[config.min_horizon, config.max_horizon])
       parents = pop.parents(fitness, g)
+      parents[best] = best   # never replaced (with best_by="dominant" its mean may rank low)
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
                                      pop.meta_steps(members),
-                                     kept_step if config.accept_every else None)
+                                     kept_step if config.accept_every else None, best)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
@@ -312,7 +285,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       kept = None   # accept: each member's best accepted point so far (the start at first)
       if config.accept != "always":   # the start, to go back to (step donates the members)
         start_fitness = pop.task_fitness(members["theta"])
-        kept = _Kept(pop.restore_point(members), start_fitness, np.zeros(pop.size, np.int64),
+        kept = Kept(pop.restore_point(members), start_fitness, np.zeros(pop.size, np.int64),
                      start_fitness)
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k

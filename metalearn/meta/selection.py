@@ -1,0 +1,61 @@
+"""How self-improvement judges members (``metalearn.meta.self_improve``): which keep a
+generation's training (``accepted_members``), which point of a generation a member keeps
+(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``).
+All on the host, from [P, T] task fitness (lower is better; non-finite counts as worst).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+def accepted_members(start, new, mode: str) -> np.ndarray:
+  """[P] bool: which members keep a generation's training, from [P, T] task fitness at its start
+  and end (lower is better; non-finite counts as worst). ``"improved"``: the mean over tasks went
+  down; ``"improved_all"``: it went down and no task went up."""
+  start, new = np.nan_to_num(start, nan=np.inf), np.nan_to_num(new, nan=np.inf)
+  ok = new.mean(axis=1) < start.mean(axis=1)
+  if mode == "improved_all":
+    ok &= np.all(new <= start, axis=1)
+  return ok
+
+
+@dataclasses.dataclass
+class Kept:
+  """Each member's best point of the current generation so far: the state to go back to
+  (``Population.restore_point``), its [P, T] task fitness, and the outer step within the
+  generation it was reached at (0: the start, whose fitness ``start`` is)."""
+  point: dict
+  fitness: np.ndarray
+  step: np.ndarray
+  start: np.ndarray
+
+  def better(self, now: np.ndarray, mode: str) -> np.ndarray:
+    """[P] whether ``now`` (task fitness) is accepted against the start (``accepted_members``)
+    and has a lower mean than the point kept so far."""
+    return accepted_members(self.start, now, mode) & (now.mean(axis=1) < self.fitness.mean(axis=1))
+
+  def update(self, pop, members, mode: str, step: int) -> "Kept":
+    now = pop.task_fitness(members["theta"])
+    better = self.better(now, mode)
+    if not better.any():
+      return self
+    pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
+    point = jax.tree.map(pick, self.point, pop.restore_point(members))
+    return Kept(point, pick(self.fitness, now), np.where(better, step, self.step), self.start)
+
+
+def best_member(task_fitness, previous_best=None, by: str = "mean") -> int:
+  """The generation's best member from [P, T] task fitness: the lowest finite mean; with
+  ``by="dominant"`` and the previous generation's best's [T] task fitness, the lowest mean among
+  the members no worse than it on any task (the previous best itself, kept by elitism, is
+  always one; if none is, the lowest mean)."""
+  fitness = task_fitness.mean(axis=1)
+  score = np.where(np.isfinite(fitness), fitness, np.inf)
+  if by == "dominant" and previous_best is not None:
+    ok = np.all(np.nan_to_num(task_fitness, nan=np.inf) <= np.asarray(previous_best), axis=1)
+    if ok.any():
+      score = np.where(ok, score, np.inf)
+  return int(np.argmin(score))
