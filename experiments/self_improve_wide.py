@@ -13,6 +13,11 @@ perturbed) and the first generation's step is smaller.
     metalearn report runs/si_wide
     # its Adam control (the same config, the meta-optimizer fixed to Adam):
     ... --workdir runs/si_wide_adam --config.meta_optimizer=adam
+
+Measured alone on the shared 2-core CPU (2026-12-01): 16 min 58 s for generation 0 and 4
+generations (about 250 s a generation). Best fitness -4.04, -5.19, -5.19, -5.34, -5.34; held-out
+median 144, 1.23, 1.23, 1.07, 1.07 (docs/self_improvement.md, "0.8.0"). Its Adam control was not
+run (the accept_every recipe's was).
 """
 from self_improve import HELDOUT  # noqa: F401
 from self_improve_aligned import TRAIN, VALIDATION  # noqa: F401
