@@ -50,6 +50,19 @@ TUNED_ADAM_LR = {
 }
 
 
+def adam_at_tuned_rate(item, task, seeds, cache_dir, counts):
+  """(grid of runs, rate) of Adam at the task's rate in ``TUNED_ADAM_LR``, trained or loaded from
+  ``cache_dir`` under the key ``adam_tuned`` (shared with eval_cached_adam.py and
+  told_horizon.py)."""
+  adam = next(b for b in TUNED if b.name == "adam")
+  common, n, lr = runner._common_key(item, seeds), item.num_steps, TUNED_ADAM_LR[item.id]
+  grid, _ = runner._cached_grid(
+      cache_dir, f"{item.id}-adam_tuned", {**common, "baseline": "adam", "lrs": [lr]},
+      lambda: train_grid(task, lambda lr: adam.make_tx(lr, n), n, [lr], seeds,
+                         num_test_batches=common["test_batches"]), counts)
+  return grid, lr
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("optimizer")
@@ -66,10 +79,8 @@ def main():
   for item in get_suite(args.suite):
     t0 = time.time()
     task, n = make_task(item.spec), item.num_steps
-    test_batches = max(4, -(-1024 // item.spec.batch_size))
-    common = {"v": runner.CACHE_VERSION, "versions": runner._VERSIONS,
-              "spec": item.spec.to_dict(), "num_steps": n, "seeds": seeds,
-              "test_batches": test_batches}
+    common = runner._common_key(item, seeds)
+    test_batches = common["test_batches"]
     tx = rule.as_optax(theta, num_steps=n)
     grid, _ = runner._cached_grid(
         args.cache_dir, f"{item.id}-rule", {**common, "rule": rule_id},
@@ -89,11 +100,7 @@ def main():
       adam_entry, adam_curve = runner._analyze(grid, adam.lrs)
       source = "full grid"
     else:
-      lr = TUNED_ADAM_LR[item.id]
-      grid, _ = runner._cached_grid(
-          args.cache_dir, f"{item.id}-adam_tuned", {**common, "baseline": "adam", "lrs": [lr]},
-          lambda: train_grid(task, lambda lr: adam.make_tx(lr, n), n, [lr], seeds,
-                             num_test_batches=test_batches), counts)
+      grid, lr = adam_at_tuned_rate(item, task, seeds, args.cache_dir, counts)
       adam_entry, adam_curve = runner._analyze(grid, None)
       adam_entry["best_lr"] = lr
       source = "tuned lr"

@@ -22,7 +22,6 @@ import time
 
 from metalearn import artifacts
 from metalearn.evaluate import metrics, runner
-from metalearn.evaluate.baselines import TUNED
 from metalearn.evaluate.suites import get_suite
 from metalearn.tasks import make_task
 from metalearn.tasks.training import train_grid
@@ -48,7 +47,6 @@ def main():
   rule, theta, _ = artifacts.resolve(args.optimizer)
   rule_id = runner.fingerprint(rule, theta)
   seeds = [0, 1]
-  adam = next(b for b in TUNED if b.name == "adam")
   missing = [t.id for t in get_suite(args.suite) if t.id not in _ood.TUNED_ADAM_LR]
   if missing:
     raise SystemExit(f"no tuned Adam rate recorded for {missing}: add them to "
@@ -57,15 +55,8 @@ def main():
   for item in get_suite(args.suite):
     t0, counts = time.time(), {"hits": 0, "misses": 0}
     task, n = make_task(item.spec), item.num_steps
-    test_batches = max(4, -(-1024 // item.spec.batch_size))
-    common = {"v": runner.CACHE_VERSION, "versions": runner._VERSIONS,
-              "spec": item.spec.to_dict(), "num_steps": n, "seeds": seeds,
-              "test_batches": test_batches}
-    lr = _ood.TUNED_ADAM_LR[item.id]
-    grid, _ = runner._cached_grid(
-        args.cache_dir, f"{item.id}-adam_tuned", {**common, "baseline": "adam", "lrs": [lr]},
-        lambda: train_grid(task, lambda _: adam.make_tx(lr, n), n, [lr], seeds,
-                           num_test_batches=test_batches), counts)
+    common = runner._common_key(item, seeds)
+    grid, lr = _ood.adam_at_tuned_rate(item, task, seeds, args.cache_dir, counts)
     adam_entry, adam_curve = runner._analyze(grid, None)
     win = metrics.window(n)
     target = metrics.smooth(adam_curve, win)[-1]
@@ -75,7 +66,8 @@ def main():
       key = {**common, "rule": rule_id} | ({} if told == n else {"told_steps": told})
       rgrid, _ = runner._cached_grid(
           args.cache_dir, f"{item.id}-rule", key,
-          lambda: train_grid(task, lambda _: tx, n, [0.0], seeds, num_test_batches=test_batches),
+          lambda: train_grid(task, lambda _: tx, n, [0.0], seeds,
+                             num_test_batches=common["test_batches"]),
           counts)
       entry, curve = runner._analyze(rgrid, None)
       reach = metrics.steps_to_reach(metrics.smooth(curve, win), target)
