@@ -1,6 +1,7 @@
 """How self-improvement judges members (``metalearn.meta.self_improve``): which keep a
 generation's training (``accepted_members``), which point of a generation a member keeps
-(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``).
+(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``;
+``best_of`` and ``elite_of`` read it back from the lineage).
 All on the host, from [P, T] task fitness (lower is better; non-finite counts as worst).
 """
 from __future__ import annotations
@@ -45,6 +46,27 @@ class Kept:
     pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
     point = jax.tree.map(pick, self.point, pop.restore_point(members))
     return Kept(point, pick(self.fitness, now), np.where(better, step, self.step), self.start)
+
+  def finish(self, pop, members, fitness: np.ndarray, mode: str, steps: int):
+    """At the end of a generation (``steps`` outer steps; ``fitness`` the end's): members whose
+    end is not better go back to their kept point (``Population.keep_improved``). Returns
+    (members, [P, T] fitness of what each member kept, [P] the step it was reached at)."""
+    end = self.better(fitness, mode)
+    members = pop.keep_improved(self.point, members, end)
+    return (members, np.where(end[:, None], fitness, self.fitness),
+            np.where(end, steps, self.step))
+
+
+def best_of(lineage: list, generation: int) -> dict:
+  """The lineage record of ``generation``'s best member."""
+  return next(r for r in lineage if r["generation"] == generation and r["best"])
+
+
+def elite_of(lineage: list, generation: int) -> dict:
+  """The best generation-best record up to ``generation`` (the earliest of equals; NaN last)."""
+  bests = [r for r in lineage if r["generation"] <= generation and r["best"]]
+  key = lambda r: (r["fitness"] if np.isfinite(r["fitness"]) else np.inf, r["generation"])
+  return min(bests, key=key)
 
 
 def best_member(task_fitness, previous_best=None, by: str = "mean") -> int:

@@ -54,7 +54,8 @@ from metalearn.checkpoint import Checkpointer
 from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
-from metalearn.meta.selection import Kept, accepted_members, best_member  # noqa: F401
+from metalearn.meta.selection import (Kept, accepted_members, best_member, best_of,  # noqa: F401
+                                      elite_of)
 from metalearn.meta.train import check_workdir
 
 ACCEPT = ("always", "improved", "improved_all")
@@ -187,17 +188,6 @@ def _write_lineage(root: epath.Path, lineage: list) -> None:
   atomic_write(root / LINEAGE, "".join(json.dumps(r) + "\n" for r in lineage))
 
 
-def _best_of(lineage: list, generation: int) -> dict:
-  return next(r for r in lineage if r["generation"] == generation and r["best"])
-
-
-def _elite_of(lineage: list, generation: int) -> dict:
-  """The best generation-best record up to ``generation`` (the earliest of equals; NaN last)."""
-  bests = [r for r in lineage if r["generation"] <= generation and r["best"]]
-  key = lambda r: (r["fitness"] if np.isfinite(r["fitness"]) else np.inf, r["generation"])
-  return min(bests, key=key)
-
-
 def generation_file(workdir: str, generation: int) -> str:
   return os.path.join(workdir, GENERATIONS, f"gen_{generation:03d}.safetensors")
 
@@ -244,7 +234,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                           kept_step=None):
       nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
-      best = best_member(task_fitness, _best_of(lineage, g - 1)["task_fitness"] if g else None,
+      best = best_member(task_fitness, best_of(lineage, g - 1)["task_fitness"] if g else None,
                          config.best_by)
       best_theta = pop.member_theta(members, best)
       artifacts.save(generation_file(workdir, g), pop.rule, best_theta, generation=g,
@@ -259,7 +249,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
-      if config.meta_optimizer == "elite" and _elite_of(lineage, g)["generation"] != g:
+      if config.meta_optimizer == "elite" and elite_of(lineage, g)["generation"] != g:
         best_theta = meta_theta   # this generation's best is no better: the elite stays
       state = {"members": members, "meta_theta": jax.tree.map(np.asarray, best_theta)}
       ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
@@ -275,7 +265,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       meta_theta = finish_generation(0, pop.task_fitness(members["theta"]), None, None, None)
       done = 0
     for g in range(done + 1, config.num_generations + 1):
-      prev = (_elite_of if config.meta_optimizer == "elite" else _best_of)(lineage, g - 1)
+      prev = (elite_of if config.meta_optimizer == "elite" else best_of)(lineage, g - 1)
       trained_by = (config.meta_optimizer if config.meta_optimizer in ("adam", "own")
                     else {"generation": prev["generation"], "member": prev["member"]})
       # Each member's parent in g-1 is the member whose state it took at the exploit.
@@ -293,23 +283,21 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
         loss_sum += np.asarray(jax.device_get(meta_loss))
         if ckpt.should_stop(step):
           log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
-          return Result(done, meta_theta, _best_of(lineage, done)["fitness"], lineage, True,
+          return Result(done, meta_theta, best_of(lineage, done)["fitness"], lineage, True,
                         ckpt.stop_signal)
         if (config.accept_every and (k + 1) % config.accept_every == 0
             and k + 1 < config.generation_steps):
           kept = kept.update(pop, members, config.accept, k + 1)
       fitness, accepted, kept_step = pop.task_fitness(members["theta"]), None, None
       if kept is not None:
-        end = kept.better(fitness, config.accept)
-        members = pop.keep_improved(kept.point, members, end)
-        fitness = np.where(end[:, None], fitness, kept.fitness)
-        kept_step = np.where(end, config.generation_steps, kept.step)
+        members, fitness, kept_step = kept.finish(pop, members, fitness, config.accept,
+                                                  config.generation_steps)
         accepted = kept_step > 0
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
                                      came_from, accepted, kept_step)
       done = g
       log(f"  ({time.perf_counter() - t0:.0f} s so far)")
-    best = _best_of(lineage, done)
+    best = best_of(lineage, done)
     return Result(done, meta_theta, best["fitness"], lineage)
   finally:
     ckpt.close()
