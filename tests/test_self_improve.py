@@ -241,6 +241,42 @@ def test_best_member_by_mean_or_dominant():
   assert si.best_member(tf, [-9.0, -9.0], "dominant") == 0   # none dominates: the lowest mean
 
 
+def test_best_by_rank_is_not_carried_by_one_tasks_spread():
+  """The 0.8.0 setback (docs/self_improvement.md): the mean crowned a member that drove one
+  table's loss to zero while getting worse on the others; ranks per task do not let that spread
+  carry it."""
+  tf = np.array([[-6.1, -5.08, -3.1, -6.47],    # best on two tasks, second on the third
+                 [-5.83, -5.08, -2.48, -8.84],  # lowest mean only through task 3
+                 [-5.9, -5.08, -2.9, -6.0],
+                 [-4.0, -2.0, -1.0, -3.0]])
+  assert si.best_member(tf, by="mean") == 1
+  assert si.best_member(tf, by="rank") == 0
+  np.testing.assert_allclose(si.rank_score(tf), [0.5, 1.25, 1.25, 3.0])  # ties: mean rank
+  score = si.member_score(tf, "rank")      # equal ranks are ordered by the mean
+  assert score[1] < score[2] and np.all(np.floor(score * 8) / 8 == si.rank_score(tf))
+  nan = tf.copy()
+  nan[0, 0] = np.nan                        # a diverged run ranks last on that task
+  assert si.rank_score(nan)[0] > si.rank_score(tf)[0]
+  assert np.isinf(si.member_score(nan, "mean")[0]) and si.best_member(nan, by="rank") != 0
+
+
+def test_best_by_rank_orders_the_best_and_pbt(tmp_path):
+  wd = str(tmp_path / "rank")
+  valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
+  si.self_improve(tiny_config(best_by="rank", num_generations=2, population_size=4,
+                              exploit_fraction=0.25, eval_tasks=valid, explore_sigma=0.5), wd,
+                  mesh=parallel.make_mesh(2))
+  recs = lineage(wd)
+  for g in (0, 1, 2):
+    gen = sorted((x for x in recs if x["generation"] == g), key=lambda x: x["member"])
+    tf = np.array([x["task_fitness"] for x in gen])
+    order = np.argsort(si.member_score(tf, "rank"), kind="stable")
+    assert [x["member"] for x in gen if x["best"]] == [int(order[0])]
+    copied = {x["member"] for x in gen if x["parent_next"] != x["member"]}
+    assert copied == {int(order[-1])}                 # the bottom quarter (1 of 4) by rank
+    assert all(gen[m]["parent_next"] == int(order[0]) for m in copied)   # copies the top one
+
+
 def test_best_by_dominant_never_hands_on_a_rule_worse_on_a_task(tmp_path):
   """With acceptance the previous best is kept, so each generation's best is no worse than the
   previous one on every meta-validation task, and it is the rule that trains the next."""
@@ -457,7 +493,7 @@ def test_random_init_differs_from_the_adam_like_init():
 @pytest.mark.parametrize("recipe", ["self_improve.py", "self_improve_long.py",
                                     "self_improve_accept.py", "self_improve_aligned.py",
                                     "self_improve_wide.py", "self_improve_every.py",
-                                    "self_improve_dominant.py"])
+                                    "self_improve_dominant.py", "self_improve_rank.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)

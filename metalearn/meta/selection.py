@@ -1,6 +1,6 @@
 """How self-improvement judges members (``metalearn.meta.self_improve``): which keep a
 generation's training (``accepted_members``), which point of a generation a member keeps
-(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``;
+(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``, ordered by ``member_score``;
 ``best_of`` and ``elite_of`` read it back from the lineage).
 All on the host, from [P, T] task fitness (lower is better; non-finite counts as worst).
 """
@@ -69,13 +69,43 @@ def elite_of(lineage: list, generation: int) -> dict:
   return min(bests, key=key)
 
 
+def rank_score(task_fitness) -> np.ndarray:
+  """[P] each member's mean over tasks of its rank within the population on that task (0: the
+  lowest fitness; equal values share their mean rank; non-finite ranks last). Scale-free: a task
+  whose fitness spreads widely (a loss driven to zero on a small table) counts no more than one
+  whose fitness barely moves."""
+  tf = np.nan_to_num(np.asarray(task_fitness, np.float64), nan=np.inf, posinf=np.inf)
+  ranks = np.empty_like(tf)
+  for t in range(tf.shape[1]):
+    col = tf[:, t]
+    below = (col[None, :] < col[:, None]).sum(axis=1)
+    equal = (col[None, :] == col[:, None]).sum(axis=1)
+    ranks[:, t] = below + (equal - 1) / 2
+  return ranks.mean(axis=1)
+
+
+def member_score(task_fitness, by: str = "mean") -> np.ndarray:
+  """[P] the score members are ordered by (lower is better; non-finite last): the mean fitness
+  over tasks, or with ``by="rank"`` the mean per-task rank (``rank_score``; ties broken by the
+  mean). PBT's exploit and the generation's best both use it."""
+  tf = np.asarray(task_fitness, np.float64)
+  mean = tf.mean(axis=1)
+  mean = np.where(np.isfinite(mean), mean, np.inf)
+  if by != "rank":
+    return mean
+  finite = mean[np.isfinite(mean)]
+  spread = (finite.max() - finite.min()) if finite.size else 0.0
+  tie = (mean - (finite.min() if finite.size else 0.0)) / (spread + 1.0) * 1e-3
+  return rank_score(tf) + np.where(np.isfinite(tie), tie, 1.0)
+
+
 def best_member(task_fitness, previous_best=None, by: str = "mean") -> int:
   """The generation's best member from [P, T] task fitness: the lowest finite mean; with
+  ``by="rank"`` the lowest mean per-task rank within the population (``rank_score``); with
   ``by="dominant"`` and the previous generation's best's [T] task fitness, the lowest mean among
   the members no worse than it on any task (the previous best itself, kept by elitism, is
   always one; if none is, the lowest mean)."""
-  fitness = task_fitness.mean(axis=1)
-  score = np.where(np.isfinite(fitness), fitness, np.inf)
+  score = member_score(task_fitness, by)
   if by == "dominant" and previous_best is not None:
     ok = np.all(np.nan_to_num(task_fitness, nan=np.inf) <= np.asarray(previous_best), axis=1)
     if ok.any():

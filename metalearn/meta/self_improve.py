@@ -23,7 +23,9 @@ generation g = 1 .. ``num_generations``:
    and a member keeps, of the points accepted against its start, the one with the best mean
    fitness (``kept_step`` in the lineage);
    the generation's best is its lowest mean fitness, or with ``best_by="dominant"`` the lowest
-   mean among the members no worse than the previous generation's best on any task;
+   mean among the members no worse than the previous generation's best on any task, or with
+   ``best_by="rank"`` the lowest mean over tasks of its rank within the population (which also
+   orders PBT's exploit), so a member carried by one task's large spread does not lead;
 3. PBT exploit/explore: the bottom ``exploit_fraction`` copy a random top-``exploit_fraction``
    member's meta-parameters, meta-optimizer state and inner runs, then perturb the meta-parameters.
 
@@ -55,11 +57,11 @@ from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS, Population
 from metalearn.meta.selection import (Kept, accepted_members, best_member, best_of,  # noqa: F401
-                                      elite_of)
+                                      elite_of, member_score, rank_score)
 from metalearn.meta.train import check_workdir
 
 ACCEPT = ("always", "improved", "improved_all")
-BEST_BY = ("mean", "dominant")
+BEST_BY = ("mean", "dominant", "rank")
 LINEAGE = "lineage.jsonl"
 GENERATIONS = "generations"
 FORMAT = "metalearn.self_improve.v1"
@@ -86,7 +88,10 @@ def default_config() -> ml_collections.ConfigDict:
                                   # accepted point of its trajectory, not only its end
   c.best_by = "mean"              # mean: a generation's best is its lowest mean fitness |
                                   # dominant: ... among the members no worse than the previous
-                                  # generation's best on any meta-validation task
+                                  # generation's best on any meta-validation task |
+                                  # rank: members (the best and PBT's exploit) are ordered by
+                                  # their mean per-task rank in the population, so no single
+                                  # task's spread carries the order
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.meta_step_scale = (1.0, 1.0)  # (lo, hi): each member multiplies its meta-optimizer's steps
@@ -241,7 +246,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                      member=best, fitness=float(fitness[best]), self_improve_workdir=workdir,
                      task_specs=[s.to_dict() for s in pop.specs], estimator=config.estimator,
                      train_horizon=[config.min_horizon, config.max_horizon])
-      parents = pop.parents(fitness, g)
+      parents = pop.parents(member_score(task_fitness, "rank" if config.best_by == "rank"
+                                         else "mean"), g)
       parents[best] = best   # never replaced (with best_by="dominant" its mean may rank low)
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
                                      pop.meta_steps(members),
