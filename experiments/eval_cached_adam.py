@@ -18,8 +18,6 @@ import importlib.util
 import json
 import os
 
-import numpy as np
-
 from metalearn import artifacts
 from metalearn.evaluate import metrics, runner
 from metalearn.evaluate.baselines import TUNED
@@ -48,10 +46,8 @@ def main():
   out = {o: {"tasks": [], "skipped": []} for o in args.optimizers}
   for item in get_suite(args.suite):
     n = item.num_steps
-    test_batches = max(4, -(-1024 // item.spec.batch_size))
-    common = {"v": runner.CACHE_VERSION, "versions": runner._VERSIONS,
-              "spec": item.spec.to_dict(), "num_steps": n, "seeds": seeds,
-              "test_batches": test_batches}
+    common = runner._common_key(item, seeds)   # the evaluation's own cache key
+    test_batches = common["test_batches"]
     key = {**common, "baseline": adam.name, "lrs": adam.lrs}
     lr = TUNED_ADAM_LR.get(item.id)
     tuned_key = {**common, "baseline": adam.name, "lrs": [lr]}
