@@ -1,7 +1,8 @@
 """How self-improvement judges members (``metalearn.meta.self_improve``): which keep a
 generation's training (``accepted_members``), which point of a generation a member keeps
-(``Kept``, with ``accept_every``), and which member is a generation's best (``best_member``, ordered by ``member_score``;
-``best_of`` and ``elite_of`` read it back from the lineage).
+(``Kept``, with ``accept_every``), how members are ordered (``member_score``), and which member
+is a generation's best (``best_member``; ``best_of`` and ``elite_of`` read it back from the
+lineage).
 All on the host, from [P, T] task fitness (lower is better; non-finite counts as worst).
 """
 from __future__ import annotations
