@@ -494,7 +494,7 @@ def test_random_init_differs_from_the_adam_like_init():
                                     "self_improve_accept.py", "self_improve_aligned.py",
                                     "self_improve_wide.py", "self_improve_every.py",
                                     "self_improve_dominant.py", "self_improve_rank.py",
-                                    "self_improve_linreg.py"])
+                                    "self_improve_linreg.py", "self_improve_scaled.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)
