@@ -16,6 +16,10 @@ ScaledLOpt rule.
     metalearn report runs/si_scaled
     python experiments/eval_cached_adam.py runs/si_scaled/generations/gen_004.safetensors \\
         --cache_dir CACHE      # the whole out-of-distribution suite against tuned Adam
+
+Measured alone on the shared 2-core CPU (2026-12-02): 17 min (1,005 s). It stalls: generation
+0's best random rule (fitness -4.30, held-out 3.95) is never passed; 1 of 16 members kept a
+point in generation 1 and none after (docs/self_improvement.md, "0.9.0").
 """
 from self_improve import HELDOUT  # noqa: F401
 from self_improve_aligned import TRAIN, VALIDATION  # noqa: F401
