@@ -21,7 +21,7 @@ fitness still measured every 125 outer steps.
 
 Measured alone on the shared 2-core CPU (2026-12-02): 34 min (2,037 s) for generation 0 and 3
 generations. Best fitness -4.04, -5.59, -5.52, -5.91; held-out median 144, 1.06, 1.41, 1.00
-(docs/self_improvement.md, "0.9.0"). Its Adam control was not run.
+(docs/self_improvement.md, "0.9.0"). Its Adam control: 26 min; held-out 144, 1.53, 1.31, 1.31.
 """
 from self_improve import HELDOUT  # noqa: F401
 from self_improve_aligned import TRAIN, VALIDATION  # noqa: F401
