@@ -76,13 +76,9 @@ def rank_score(task_fitness) -> np.ndarray:
   whose fitness spreads widely (a loss driven to zero on a small table) counts no more than one
   whose fitness barely moves."""
   tf = np.nan_to_num(np.asarray(task_fitness, np.float64), nan=np.inf, posinf=np.inf)
-  ranks = np.empty_like(tf)
-  for t in range(tf.shape[1]):
-    col = tf[:, t]
-    below = (col[None, :] < col[:, None]).sum(axis=1)
-    equal = (col[None, :] == col[:, None]).sum(axis=1)
-    ranks[:, t] = below + (equal - 1) / 2
-  return ranks.mean(axis=1)
+  below = (tf[None] < tf[:, None]).sum(axis=1)    # [P, T]: members lower on each task
+  equal = (tf[None] == tf[:, None]).sum(axis=1)   # ... and equal (itself included)
+  return (below + (equal - 1) / 2).mean(axis=1)
 
 
 def member_score(task_fitness, by: str = "mean") -> np.ndarray:
