@@ -61,6 +61,10 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"meta_step_scale": (1.0, 0.1)}, "meta_step_scale must be"),
     ({"accept_every": -1}, "accept_every must be an integer >= 0"),
     ({"best_by": "median"}, "best_by must be one of"),
+    ({"generation_end": "improved"}, "generation_end must be one of"),
+    ({"generation_end": "passed"}, "needs accept_every > 0"),
+    ({"generation_min_steps": 5}, r"generation_min_steps must be an integer in \[0, "),
+    ({"pass_margin": -0.1}, "pass_margin must be a number >= 0"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -295,6 +299,60 @@ def test_best_by_dominant_never_hands_on_a_rule_worse_on_a_task(tmp_path):
                for x in recs if x["generation"] == g)
 
 
+def test_passing_members_must_be_no_worse_anywhere_and_better_on_the_mean():
+  prev = [-2.0, -1.5]
+  tf = np.array([[-2.0, -1.5],     # the previous best itself: not a pass
+                 [-2.1, -1.5],     # no task worse, mean lower: a pass (margin 0)
+                 [-3.0, -1.4],     # much better mean, one task worse: not a pass
+                 [np.nan, -9.0]])  # diverged: never
+  np.testing.assert_array_equal(si.passing_members(tf, prev), [False, True, False, False])
+  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.1), [False, False, False, False])
+  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.04), [False, True, False, False])
+
+
+def test_generation_ends_at_the_first_check_where_a_member_passes(tmp_path):
+  """``generation_end="passed"``: a generation ends at the first check (from
+  ``generation_min_steps`` on) where a member's kept point passes the previous best, and it is
+  then the same generation as a fixed one of that length; one check earlier, none passed."""
+  mesh = parallel.make_mesh(2)
+  valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
+  base = dict(accept="improved_all", accept_every=1, generation_steps=8, population_size=4,
+              meta_optimizer="adam", outer_lr=0.1, eval_tasks=valid, best_by="dominant")
+  wd = str(tmp_path / "passed")
+  si.self_improve(tiny_config(generation_end="passed", generation_min_steps=2, num_generations=3,
+                              **base), wd, mesh=mesh)
+  recs = lineage(wd)
+  gens = {g: [x for x in recs if x["generation"] == g] for g in range(4)}
+  steps = {g: gens[g][0]["steps"] for g in (1, 2, 3)}
+  assert all(2 <= s <= 8 for s in steps.values()) and min(steps.values()) < 8, steps
+  for g in (1, 2, 3):
+    prev = next(x for x in gens[g - 1] if x["best"])["task_fitness"]
+    tf = np.array([x["task_fitness"] for x in gens[g]])
+    if steps[g] < 8:   # it ended early: a member passed, and the best (dominant) is one
+      assert si.passing_members(tf, prev).any()
+      best = next(x for x in gens[g] if x["best"])
+      assert si.passing_members(np.array([best["task_fitness"]]), prev)[0]
+  from metalearn.evaluate import generations
+  text = open(generations.write_generations_report(wd, evaluate=False)).read()
+  assert "a generation ends when a member passes the previous best" in text
+  assert all(f"| {g} | {steps[g]} | " in text for g in (1, 2, 3))
+  # Generation 1 is the fixed generation of that length; one step shorter, no member passed.
+  s = steps[1]
+  for n, passes in ((s, True), (s - 1, False)):
+    if n < 2:
+      continue
+    fixed = str(tmp_path / f"fixed{n}")
+    si.self_improve(tiny_config(num_generations=1, **{**base, "generation_steps": n}), fixed,
+                    mesh=mesh)
+    g1 = [x for x in lineage(fixed) if x["generation"] == 1]
+    prev = next(x for x in gens[0] if x["best"])["task_fitness"]
+    tf = np.array([x["task_fitness"] for x in g1])
+    assert si.passing_members(tf, prev).any() == passes
+    if n == s:
+      np.testing.assert_allclose(tf, [x["task_fitness"] for x in gens[1]], rtol=1e-5, atol=1e-6)
+      assert [x["kept_step"] for x in g1] == [x["kept_step"] for x in gens[1]]
+
+
 def test_accept_every_needs_acceptance(tmp_path):
   with pytest.raises(ValueError, match="accept_every=2 keeps the best accepted point"):
     si.self_improve(tiny_config(accept_every=2), str(tmp_path), mesh=parallel.make_mesh(2))
@@ -414,7 +472,7 @@ def test_control_modes_and_report(mode, tmp_path):
   from metalearn.evaluate import generations
   report = generations.write_generations_report(wd, evaluate=False)
   text = open(report).read()
-  assert f"| 1 | {mode} |" in text
+  assert f"| 1 | 2 | {mode} |" in text   # generation 1: 2 outer steps, trained by the mode
   assert f"meta-optimizer `{mode}` ({generations.MODES[mode]}" in text
   for png in ("fitness.png", "lineage.png"):
     assert os.path.getsize(os.path.join(wd, "plots", png)) > 1000
@@ -494,7 +552,8 @@ def test_random_init_differs_from_the_adam_like_init():
                                     "self_improve_accept.py", "self_improve_aligned.py",
                                     "self_improve_wide.py", "self_improve_every.py",
                                     "self_improve_dominant.py", "self_improve_rank.py",
-                                    "self_improve_linreg.py", "self_improve_scaled.py"])
+                                    "self_improve_linreg.py", "self_improve_scaled.py",
+                                    "self_improve_passed.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)

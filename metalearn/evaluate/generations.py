@@ -184,11 +184,17 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
             if horizon and mode != "adam" else [])
   if config.get("accept", "always") == "improved":
     extras.append("a member keeps a generation's training only if its fitness improved")
+  length = f"{config.get('generation_steps')} outer steps per generation"
+  if config.get("generation_end") == "passed":
+    length = (f"a generation ends when a member passes the previous best (no worse on any "
+              f"meta-validation task, mean lower by more than {config.get('pass_margin', 0.0)}) "
+              f"at a check from step {config.get('generation_min_steps', 0)} on, or after "
+              f"{config.get('generation_steps')} outer steps")
   lines = [f"# Self-improvement: {config.get('name')}", "",
            f"Rule `{config.get('rule')}`, population {config.get('population_size')}, "
            f"init `{config.get('init')}`, meta-optimizer `{mode}` ({MODES.get(mode, mode)}"
            + "".join(f"; {e}" for e in extras) + "), "
-           f"{config.get('generation_steps')} outer steps per generation, estimator "
+           f"{length}, estimator "
            f"`{config.get('estimator')}`; {len(gens) - 1} generations after the initial one.", ""]
   if scores:
     xs = sorted(scores)
@@ -201,13 +207,15 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
               f"{len(better)} of {len(xs) - 1} generations improved on the previous one "
               f"(generations {better or 'none'}).", ""]
     plot_heldout(scores, ratios, title, os.path.join(directory, PLOTS, "heldout.png"))
-  lines += ["| generation | trained by | best member | best fitness | median fitness | copied "
-            "(member <- parent) | held-out median vs tuned Adam |", "|---|---|---|---|---|---|---|"]
+  lines += ["| generation | outer steps | trained by | best member | best fitness | median fitness "
+            "| copied (member <- parent) | held-out median vs tuned Adam |",
+            "|---|---|---|---|---|---|---|---|"]
   for g, rs in gens.items():
     best = next(r for r in rs if r["best"])
     copies = [f"{r['member']}<-{r['parent']}" for r in rs
               if r.get("parent") is not None and r["parent"] != r["member"]]
-    lines.append(f"| {g} | {_trainer(rs[0])} | {best['member']} | {_f(best['fitness'])} | "
+    steps = rs[0].get("steps", config.get("generation_steps")) if g else 0
+    lines.append(f"| {g} | {steps} | {_trainer(rs[0])} | {best['member']} | {_f(best['fitness'])} | "
                  f"{_f(float(np.median([r['fitness'] for r in rs])))} | "
                  f"{', '.join(copies) or '—'} | {_f(scores.get(g))} |")
   if ratios:

@@ -39,8 +39,10 @@ class Kept:
     and has a lower mean than the point kept so far."""
     return accepted_members(self.start, now, mode) & (now.mean(axis=1) < self.fitness.mean(axis=1))
 
-  def update(self, pop, members, mode: str, step: int) -> "Kept":
-    now = pop.task_fitness(members["theta"])
+  def update(self, pop, members, mode: str, step: int, now=None) -> "Kept":
+    """The kept points after a check at ``step`` (``now``: the members' [P, T] task fitness
+    there, measured if not given)."""
+    now = pop.task_fitness(members["theta"]) if now is None else now
     better = self.better(now, mode)
     if not better.any():
       return self
@@ -56,6 +58,16 @@ class Kept:
     members = pop.keep_improved(self.point, members, end)
     return (members, np.where(end[:, None], fitness, self.fitness),
             np.where(end, steps, self.step))
+
+
+def passing_members(task_fitness, previous_best, margin: float = 0.0) -> np.ndarray:
+  """[P] bool: which members pass the previous generation's best ([T] task fitness): no worse on
+  any meta-validation task, and a mean lower by more than ``margin`` (so the previous best itself
+  never passes; non-finite never passes).
+  With ``generation_end="passed"`` a generation ends as soon as one does."""
+  tf = np.nan_to_num(np.asarray(task_fitness, np.float64), nan=np.inf, posinf=np.inf)
+  prev = np.asarray(previous_best, np.float64)
+  return np.all(tf <= prev, axis=1) & (tf.mean(axis=1) < prev.mean() - margin)
 
 
 def best_of(lineage: list, generation: int) -> dict:

@@ -21,7 +21,10 @@ generation g = 1 .. ``num_generations``:
    sends it back if any single task got worse (a mean can improve by overfitting one family);
    with ``accept_every=N`` fitness is also measured every N outer steps inside the generation,
    and a member keeps, of the points accepted against its start, the one with the best mean
-   fitness (``kept_step`` in the lineage);
+   fitness (``kept_step`` in the lineage); with ``generation_end="passed"`` the generation ends
+   at the first such check (from ``generation_min_steps`` on) where a member's kept point passes
+   generation g-1's best (no worse on any task, a mean lower by more than ``pass_margin``), and
+   ``generation_steps`` is the most it runs (``steps`` in the lineage: how long it ran);
    the generation's best is its lowest mean fitness, or with ``best_by="dominant"`` the lowest
    mean among the members no worse than the previous generation's best on any task, or with
    ``best_by="rank"`` the lowest mean over tasks of its rank within the population (which also
@@ -56,9 +59,9 @@ from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import Population
 from metalearn.meta.selection import (Kept, accepted_members, best_member, best_of,  # noqa: F401
-                                      elite_of, member_score, rank_score)
-from metalearn.meta.self_improve_config import (ACCEPT, BEST_BY, RESUMABLE,  # noqa: F401
-                                               default_config, load_config, validate)
+                                      elite_of, member_score, passing_members, rank_score)
+from metalearn.meta.self_improve_config import (ACCEPT, BEST_BY, GENERATION_END,  # noqa: F401
+                                               RESUMABLE, default_config, load_config, validate)
 from metalearn.meta.train import check_workdir
 
 LINEAGE = "lineage.jsonl"
@@ -77,7 +80,8 @@ class Result:
 
 
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
-             accepted=None, meta_steps=None, kept_step=None, best=0) -> list[dict]:
+             accepted=None, meta_steps=None, kept_step=None, best=0,
+             steps=None) -> list[dict]:
   fitness = task_fitness.mean(axis=1)
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
            "task_fitness": [float(x) for x in task_fitness[i]],
@@ -87,6 +91,7 @@ def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
           | ({} if accepted is None else {"accepted": bool(accepted[i])})
           | ({} if meta_steps is None else {"meta_step": float(meta_steps[i])})
           | ({} if kept_step is None else {"kept_step": int(kept_step[i])})
+          | ({} if steps is None else {"steps": int(steps)})
           for i in range(len(fitness))]
 
 
@@ -137,7 +142,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
     ckpt.install_signal_handlers()
 
     def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None,
-                          kept_step=None):
+                          kept_step=None, steps=None):
       nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
       best = best_member(task_fitness, best_of(lineage, g - 1)["task_fitness"] if g else None,
@@ -151,7 +156,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       parents[best] = best   # never replaced (with best_by="dominant" its mean may rank low)
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
                                      pop.meta_steps(members),
-                                     kept_step if config.accept_every else None, best)
+                                     kept_step if config.accept_every else None, best, steps)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
       members = pop.exploit_explore(members, parents, g)
@@ -161,7 +166,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
       ckpt.wait()
       _write_lineage(root, lineage)
-      log(f"generation {g}: best fitness {fitness[best]:.4f} (member {best}), median "
+      log(f"generation {g}" + (f" ({steps} outer steps)" if steps else "") +
+          f": best fitness {fitness[best]:.4f} (member {best}), median "
           f"{np.median(fitness):.4f}; copied: "
           f"{[(int(i), int(p)) for i, p in enumerate(parents) if p != i]}")
       return best_theta
@@ -193,14 +199,21 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                         ckpt.stop_signal)
         if (config.accept_every and (k + 1) % config.accept_every == 0
             and k + 1 < config.generation_steps):
-          kept = kept.update(pop, members, config.accept, k + 1)
-      fitness, accepted, kept_step = pop.task_fitness(members["theta"]), None, None
+          now = pop.task_fitness(members["theta"])
+          kept = kept.update(pop, members, config.accept, k + 1, now)
+          if (config.generation_end == "passed" and k + 1 >= config.generation_min_steps
+              and passing_members(kept.fitness, best_of(lineage, g - 1)["task_fitness"],
+                                  config.pass_margin).any()):
+            steps, end_fitness = k + 1, now   # a member passed the previous best: the end
+            break
+      else:
+        steps, end_fitness = config.generation_steps, pop.task_fitness(members["theta"])
+      fitness, accepted, kept_step = end_fitness, None, None
       if kept is not None:
-        members, fitness, kept_step = kept.finish(pop, members, fitness, config.accept,
-                                                  config.generation_steps)
+        members, fitness, kept_step = kept.finish(pop, members, fitness, config.accept, steps)
         accepted = kept_step > 0
-      meta_theta = finish_generation(g, fitness, trained_by, loss_sum / config.generation_steps,
-                                     came_from, accepted, kept_step)
+      meta_theta = finish_generation(g, fitness, trained_by, loss_sum / steps, came_from,
+                                     accepted, kept_step, steps)
       done = g
       log(f"  ({time.perf_counter() - t0:.0f} s so far)")
     best = best_of(lineage, done)

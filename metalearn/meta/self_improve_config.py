@@ -12,6 +12,7 @@ from metalearn.meta import config as config_lib
 from metalearn.meta.population import INITS, META_OPTIMIZERS
 
 ACCEPT = ("always", "improved", "improved_all")
+GENERATION_END = ("steps", "passed")
 BEST_BY = ("mean", "dominant", "rank")
 # Keys that may change between runs on one workdir (more generations, other held-out settings).
 RESUMABLE = config_lib.RESUMABLE_KEYS | {"num_generations", "heldout_tasks", "heldout_seeds",
@@ -34,6 +35,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.accept_every = 0              # N > 0 (with accept != always): fitness is also measured every
                                   # N outer steps inside a generation, and a member keeps the best
                                   # accepted point of its trajectory, not only its end
+  c.generation_end = "steps"      # steps: a generation is generation_steps outer steps |
+                                  # passed (needs accept_every): it ends at the first check, from
+                                  # generation_min_steps on, where some member's kept point passes
+                                  # the previous generation's best (no worse on any meta-validation
+                                  # task, mean lower by more than pass_margin); generation_steps is
+                                  # then the most a generation runs (it ends there, passed or not)
+  c.generation_min_steps = 0      # passed: no generation ends before this many outer steps
+  c.pass_margin = 0.0             # passed: how much lower a passing member's mean fitness must be
   c.best_by = "mean"              # mean: a generation's best is its lowest mean fitness |
                                   # dominant: ... among the members no worse than the previous
                                   # generation's best on any meta-validation task |
@@ -93,6 +102,17 @@ def validate(config, num_devices: int) -> None:
   need(not c.accept_every or c.accept != "always",
        f"accept_every={c.accept_every} keeps the best accepted point of a generation, so it needs "
        f"accept='improved' or 'improved_all' (accept is 'always').")
+  need(c.generation_end in GENERATION_END,
+       f"generation_end must be one of {GENERATION_END}, got {c.generation_end!r}.")
+  need(c.generation_end != "passed" or c.accept_every,
+       "generation_end='passed' ends a generation at a fitness check inside it, so it needs "
+       "accept_every > 0 (and accept='improved' or 'improved_all').")
+  need(isinstance(c.generation_min_steps, int) and not isinstance(c.generation_min_steps, bool)
+       and 0 <= c.generation_min_steps <= c.generation_steps,
+       f"generation_min_steps must be an integer in [0, generation_steps={c.generation_steps}], "
+       f"got {c.generation_min_steps!r}.")
+  need(isinstance(c.pass_margin, (int, float)) and not isinstance(c.pass_margin, bool)
+       and c.pass_margin >= 0, f"pass_margin must be a number >= 0, got {c.pass_margin!r}.")
   need(c.best_by in BEST_BY, f"best_by must be one of {BEST_BY}, got {c.best_by!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
