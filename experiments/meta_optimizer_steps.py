@@ -6,7 +6,8 @@ Generation 0 of a self-improvement run is a population of random rules, and the 
 meta-trains every member of generation 1. A ScaledLOpt population stalled there
 (docs/self_improvement.md, "0.9.0") where MLPLOpt populations did not. This script builds the
 16 random generation-0 rules of `experiments/self_improve_every.py` (MLPLOpt) and of
-`experiments/self_improve_scaled.py` (ScaledLOpt) exactly as the loop does, uses each as the
+`experiments/self_improve_scaled.py` (ScaledLOpt; and `self_improve_scaled_abs.py`, the same
+rules meta-training with absolute steps) exactly as the loop does, uses each as the
 meta-optimizer (``Population.outer_tx``: clipped to global norm 1, then the rule) on a random
 member's meta-parameters with a fixed random meta-gradient of global norm 1 (``--fresh``: a new
 random direction every step), and prints how far
@@ -77,7 +78,7 @@ def main():
   args = p.parse_args()
   mesh = parallel.make_mesh(1)
   out = {}
-  for name in ("self_improve_every", "self_improve_scaled"):
+  for name in ("self_improve_every", "self_improve_scaled", "self_improve_scaled_abs"):
     config = recipe(name)
     pop = Population(config, mesh)
     thetas = random_thetas(pop)
@@ -88,8 +89,10 @@ def main():
     rows = [moves(pop, th, target, grad, args.steps, args.fresh) for th in thetas]
     totals = np.array([r[0] for r in rows])
     per = {k: np.array([r[1][k] for r in rows]) for k in rows[0][1]}
-    out[config.rule] = {"total": totals.tolist(), "relative": {k: v.tolist() for k, v in per.items()}}
-    print(f"{config.rule}: {pop.size} random rules as meta-optimizer, {args.steps} steps of a "
+    label = config.rule + ("" if not config.get("meta_optimizer_rule_kwargs") else
+                           f" (meta-optimizer {dict(config.meta_optimizer_rule_kwargs)})")
+    out[label] = {"total": totals.tolist(), "relative": {k: v.tolist() for k, v in per.items()}}
+    print(f"{label}: {pop.size} random rules as meta-optimizer, {args.steps} steps of a "
           f"{'fresh random' if args.fresh else 'fixed'} unit meta-gradient")
     q = lambda a: np.nanpercentile(a, [10, 50, 90])
     print(f"  |delta theta| (10/50/90%): {np.round(q(totals), 4).tolist()}; non-finite: "

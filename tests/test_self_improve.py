@@ -7,7 +7,9 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import metalearn.artifacts as artifacts
@@ -65,6 +67,9 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"generation_end": "passed"}, "needs accept_every > 0"),
     ({"generation_min_steps": 5}, r"generation_min_steps must be an integer in \[0, "),
     ({"pass_margin": -0.1}, "pass_margin must be a number >= 0"),
+    ({"meta_optimizer_rule_kwargs": {"bogus": 1}}, "meta_optimizer_rule_kwargs=.*unexpected"),
+    ({"rule": "scaled_lopt", "meta_optimizer_rule_kwargs": {"hidden_size": 8}},
+     "changes rule 'scaled_lopt''s meta-parameters"),
 ])
 def test_bad_config_is_rejected_with_the_fix(change, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -96,6 +101,33 @@ def test_exploit_copies_theta_and_meta_optimizer_state_then_perturbs():
         np.testing.assert_array_equal(a[i], b[i])
       else:
         assert 0 < np.max(np.abs(a[i] - b[p])) < 1.0
+
+
+def test_meta_optimizer_rule_kwargs_change_only_the_rule_that_meta_trains(tmp_path):
+  """A ScaledLOpt member's theta as the meta-optimizer with ``{"relative": False}``: the outer
+  update is that rule's, on the same meta-parameters; the members' own rule is unchanged. Set from
+  the command line as ``--config.meta_optimizer_rule_kwargs.relative=False``."""
+  from metalearn.meta import config as config_lib
+  from metalearn.optimizers import make_rule
+  config = tiny_config(rule="scaled_lopt", meta_optimizer="best")
+  config_lib.apply_flags(config, ["meta_optimizer_rule_kwargs.relative=False"])
+  assert config.meta_optimizer_rule_kwargs.relative is False
+  si.validate(config, 2)
+  mesh = parallel.make_mesh(2)
+  pop, plain_pop = Population(config, mesh), Population(tiny_config(rule="scaled_lopt"), mesh)
+  assert pop.rule == plain_pop.rule and pop.outer_rule == make_rule("scaled_lopt", relative=False)
+  key = jax.random.key(3)
+  theta = jax.tree.map(lambda a: a + 2.0, pop.rule.init_meta_params(key))   # rms(theta) >> 1
+  grad = jax.tree.map(jnp.ones_like, theta)
+  step = lambda tx: tx.update(grad, tx.init(theta), theta)[0]
+  ours, relative = step(pop.outer_tx(theta)), step(plain_pop.outer_tx(theta))
+  clip = optax.clip_by_global_norm(config.outer_grad_clip)
+  by_hand = step(optax.chain(clip, make_rule("scaled_lopt", relative=False).as_optax(
+      theta, num_steps=pop.outer_horizon)))
+  for a, b, c in zip(*(jax.tree.leaves(t) for t in (ours, by_hand, relative))):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert any(np.max(np.abs(c)) > 1.5 * np.max(np.abs(a)) for a, c in
+             zip(jax.tree.leaves(ours), jax.tree.leaves(relative)))   # RMS-relative: larger
 
 
 def test_meta_optimizer_horizon_restarts_the_meta_optimizer_state():
@@ -553,7 +585,7 @@ def test_random_init_differs_from_the_adam_like_init():
                                     "self_improve_wide.py", "self_improve_every.py",
                                     "self_improve_dominant.py", "self_improve_rank.py",
                                     "self_improve_linreg.py", "self_improve_scaled.py",
-                                    "self_improve_passed.py"])
+                                    "self_improve_passed.py", "self_improve_scaled_abs.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)

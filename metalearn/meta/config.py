@@ -100,6 +100,10 @@ def plain(value):
           for k, v in dict(value).items()}
 
 
+# Config keys that hold keyword arguments (a dict; ``--config.KEY.NAME=VALUE`` sets one).
+NESTED_KEYS = ("rule_kwargs", "family_kwargs", "meta_optimizer_rule_kwargs")
+
+
 def _suggest(key, keys):
   close = difflib.get_close_matches(key, keys, n=3)
   return f" Did you mean {', '.join(close)}?" if close else ""
@@ -110,7 +114,7 @@ def override(config: ml_collections.ConfigDict, values: dict, *, source: str = "
     if key not in config:
       raise ValueError(f"unknown config key {key!r} (from {source}).{_suggest(key, list(config))} "
                        f"Valid keys: {', '.join(sorted(config))}.")
-    if key in ("rule_kwargs", "family_kwargs"):
+    if key in NESTED_KEYS:
       config[key] = ml_collections.ConfigDict(plain(value))
     elif isinstance(config[key], tuple):
       if isinstance(value, str):
@@ -137,16 +141,17 @@ def parse_value(text: str, current):
 
 
 def apply_flags(config: ml_collections.ConfigDict, flags: list[str]) -> None:
-  """Applies ``KEY=VALUE`` pairs (from ``--config.KEY=VALUE``); nested ``rule_kwargs.X`` allowed."""
+  """Applies ``KEY=VALUE`` pairs (from ``--config.KEY=VALUE``); nested ``rule_kwargs.X`` (any of
+  ``NESTED_KEYS``) allowed."""
   for flag in flags:
     if "=" not in flag:
       raise ValueError(f"--config.{flag} needs a value: --config.{flag}=VALUE.")
     key, text = flag.split("=", 1)
-    if key.startswith("rule_kwargs."):
-      sub = key.split(".", 1)[1]
-      current = config.rule_kwargs.get(sub)
-      with config.rule_kwargs.ignore_type():
-        config.rule_kwargs[sub] = parse_value(text, current)
+    head, _, sub = key.partition(".")
+    if sub and head in NESTED_KEYS and head in config:
+      current = config[head].get(sub)
+      with config[head].ignore_type():
+        config[head][sub] = parse_value(text, current)
       continue
     if key not in config:
       raise ValueError(f"unknown config key {key!r} (from --config.{flag}).{_suggest(key, list(config))}")

@@ -59,6 +59,11 @@ class Population:
     self.config, self.mesh = config, mesh
     self.size = config.population_size
     self.rule = make_rule(config.rule, **config_lib.plain(config.rule_kwargs))
+    # The same rule and meta-parameters where a member's rule is the meta-optimizer; with
+    # meta_optimizer_rule_kwargs some of the rule's fixed (not learned) settings differ there.
+    self.outer_rule = make_rule(config.rule, **{
+        **config_lib.plain(config.rule_kwargs),
+        **config_lib.plain(config.get("meta_optimizer_rule_kwargs") or {})})
     self.specs = task_specs_from_config(config)
     data_dir = config.data_dir or None
     self.tasks = [make_task(s, data_dir=data_dir) for s in self.specs]
@@ -86,7 +91,7 @@ class Population:
             else optax.identity())
     if c.meta_optimizer == "adam":
       return optax.chain(clip, optax.adam(c.outer_lr))
-    return optax.chain(clip, self.rule.as_optax(meta_theta, num_steps=self.outer_horizon))
+    return optax.chain(clip, self.outer_rule.as_optax(meta_theta, num_steps=self.outer_horizon))
 
   @property
   def outer_horizon(self) -> int:

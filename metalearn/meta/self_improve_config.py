@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import ml_collections
 
 from metalearn.meta import config as config_lib
@@ -49,6 +50,10 @@ def default_config() -> ml_collections.ConfigDict:
                                   # rank: members (the best and PBT's exploit) are ordered by
                                   # their mean per-task rank in the population, so no single
                                   # task's spread carries the order
+  c.meta_optimizer_rule_kwargs = ml_collections.ConfigDict({})   # rule_kwargs changed only
+                                  # where a member's rule is the meta-optimizer (the same
+                                  # meta-parameters), e.g. {"relative": False}: ScaledLOpt's steps
+                                  # on theta are then not a fraction of each theta tensor's RMS
   c.meta_optimizer_horizon = 0    # H > 0: a learned meta-optimizer is told H steps and restarts
                                   # its state every H outer steps (0: the whole run, one state)
   c.meta_step_scale = (1.0, 1.0)  # (lo, hi): each member multiplies its meta-optimizer's steps
@@ -129,5 +134,20 @@ def validate(config, num_devices: int) -> None:
   train = {json.dumps(dict(s), sort_keys=True) for s in c.task_specs}
   shared = [dict(s) for s in c.eval_tasks if json.dumps(dict(s), sort_keys=True) in train]
   need(not shared, f"eval_tasks must not be meta-training tasks (task_specs); both have {shared}.")
+  outer = config_lib.plain(c.get("meta_optimizer_rule_kwargs") or {})
+  if outer:
+    from metalearn.optimizers import make_rule
+    base = config_lib.plain(c.rule_kwargs)
+    try:
+      rule, outer_rule = make_rule(c.rule, **base), make_rule(c.rule, **{**base, **outer})
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"invalid config: meta_optimizer_rule_kwargs={outer!r} for rule "
+                       f"{c.rule!r}: {e}") from None
+    shapes = lambda r: jax.tree.map(lambda a: (a.shape, a.dtype),
+                                    jax.eval_shape(r.init_meta_params, jax.random.key(0)))
+    need(shapes(rule) == shapes(outer_rule),
+         f"meta_optimizer_rule_kwargs={outer!r} changes rule {c.rule!r}'s meta-parameters, so a "
+         f"member's theta could not be its meta-optimizer; change only settings that keep them "
+         f"(e.g. {{'relative': False}} for scaled_lopt).")
   need(c.rule != "adam" or c.meta_optimizer == "adam",
        "rule 'adam' has no learned state to train a rule with; use a learned rule.")
