@@ -9,7 +9,10 @@ same per-task code path for the rules (``runner._cached_grid`` under the evaluat
 key, so the grids are shared with `metalearn evaluate`) but never trains a baseline: a task whose
 tuned-Adam grid (7 rates x 2 seeds, the evaluation's key) is not in ``cache_dir``, nor Adam at
 its tuned rate from experiments/ood_vs_tuned_adam.py (``adam_tuned``, the same curve), is skipped
-and listed. Speedup and "reached" are computed by ``metrics.speedup`` exactly as in the evaluation.
+and listed. Speedup and "reached" are computed by ``metrics.speedup`` exactly as in the evaluation; the
+summary also holds ``median_final_ratio``, the median over tasks of the rule's final training loss
+over tuned Adam's (the self-improvement report's held-out score), and with several optimizers a
+table of those ratios is printed (one column each, e.g. every generation of a lineage).
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import argparse
 import importlib.util
 import json
 import os
+
+import numpy as np
 
 from metalearn import artifacts
 from metalearn.evaluate import metrics, runner
@@ -31,6 +36,11 @@ _spec = importlib.util.spec_from_file_location(
 _ood = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_ood)
 TUNED_ADAM_LR = _ood.TUNED_ADAM_LR   # Adam's rate tuned on the full grid, per task
+
+
+def final_ratio(row) -> float:
+  """The rule's final training loss over tuned Adam's (inf if the rule has none)."""
+  return float("inf") if row["rule_final"] is None else row["rule_final"] / row["adam_final"]
 
 
 def main():
@@ -88,7 +98,20 @@ def main():
             f"{row['adam_final']:.4g} (lr {row['adam_lr']:.0e})  [{counts}]", flush=True)
   for o, r in out.items():
     r["summary"] = metrics.summarize([t["speedup"] for t in r["tasks"]])
+    ratios = [final_ratio(t) for t in r["tasks"]]
+    # The self-improvement report's held-out score, on these tasks (lower is better).
+    r["summary"]["median_final_ratio"] = float(np.median(ratios)) if ratios else None
     print(o, json.dumps(r["summary"]), "skipped:", r["skipped"])
+  if len(out) > 1:   # one column per optimizer: its final training loss / tuned Adam's
+    names = list(out)
+    print("\nfinal training loss / tuned Adam's")
+    print("task".ljust(56) + "".join(f"{i:>9d}" for i in range(len(names))))
+    for row in zip(*(out[o]["tasks"] for o in names)):
+      print(row[0]["id"][:55].ljust(56) + "".join(f"{final_ratio(t):9.3g}" for t in row))
+    print("median".ljust(56) + "".join(f"{out[o]['summary']['median_final_ratio']:9.3g}"
+                                       for o in names))
+    for i, o in enumerate(names):
+      print(f"  {i}: {o}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(out, f, indent=1)
