@@ -67,6 +67,7 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
     ({"generation_end": "passed"}, "needs accept_every > 0"),
     ({"generation_min_steps": 5}, r"generation_min_steps must be an integer in \[0, "),
     ({"pass_margin": -0.1}, "pass_margin must be a number >= 0"),
+    ({"dominance_tolerance": -1.0}, "dominance_tolerance must be a number >= 0"),
     ({"meta_optimizer_rule_kwargs": {"bogus": 1}}, "meta_optimizer_rule_kwargs=.*unexpected"),
     ({"rule": "scaled_lopt", "meta_optimizer_rule_kwargs": {"hidden_size": 8}},
      "changes rule 'scaled_lopt''s meta-parameters"),
@@ -340,6 +341,13 @@ def test_passing_members_must_be_no_worse_anywhere_and_better_on_the_mean():
   np.testing.assert_array_equal(si.passing_members(tf, prev), [False, True, False, False])
   np.testing.assert_array_equal(si.passing_members(tf, prev, 0.1), [False, False, False, False])
   np.testing.assert_array_equal(si.passing_members(tf, prev, 0.04), [False, True, False, False])
+  # With a tolerance, a member much better on the mean and slightly worse on one task passes
+  # (the first self_improve_passed run: two members 1.5 better on the mean, worse on the table
+  # by 0.05 and 0.1, never passed generation 0's random best).
+  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.0, 0.15), [False, True, True, False])
+  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.0, 0.05), [False, True, False, False])
+  assert si.best_member(tf, prev, "dominant") == 1
+  assert si.best_member(tf, prev, "dominant", tolerance=0.15) == 2
 
 
 def test_generation_ends_at_the_first_check_where_a_member_passes(tmp_path):

@@ -60,14 +60,22 @@ class Kept:
             np.where(end, steps, self.step))
 
 
-def passing_members(task_fitness, previous_best, margin: float = 0.0) -> np.ndarray:
+def no_worse(task_fitness, previous_best, tolerance: float = 0.0) -> np.ndarray:
+  """[P] bool: which members are no worse than ``previous_best`` ([T] task fitness) on any task,
+  up to ``tolerance`` (a member may be up to that much worse on a task; non-finite is worse)."""
+  tf = np.nan_to_num(np.asarray(task_fitness, np.float64), nan=np.inf, posinf=np.inf)
+  return np.all(tf <= np.asarray(previous_best, np.float64) + tolerance, axis=1)
+
+
+def passing_members(task_fitness, previous_best, margin: float = 0.0,
+                    tolerance: float = 0.0) -> np.ndarray:
   """[P] bool: which members pass the previous generation's best ([T] task fitness): no worse on
-  any meta-validation task, and a mean lower by more than ``margin`` (so the previous best itself
-  never passes; non-finite never passes).
+  any meta-validation task (``no_worse``, up to ``tolerance``), and a mean lower by more than
+  ``margin`` (so the previous best itself never passes; non-finite never passes).
   With ``generation_end="passed"`` a generation ends as soon as one does."""
   tf = np.nan_to_num(np.asarray(task_fitness, np.float64), nan=np.inf, posinf=np.inf)
   prev = np.asarray(previous_best, np.float64)
-  return np.all(tf <= prev, axis=1) & (tf.mean(axis=1) < prev.mean() - margin)
+  return no_worse(tf, prev, tolerance) & (tf.mean(axis=1) < prev.mean() - margin)
 
 
 def best_of(lineage: list, generation: int) -> dict:
@@ -108,15 +116,16 @@ def member_score(task_fitness, by: str = "mean") -> np.ndarray:
   return rank_score(tf) + np.where(np.isfinite(tie), tie, 1.0)
 
 
-def best_member(task_fitness, previous_best=None, by: str = "mean") -> int:
+def best_member(task_fitness, previous_best=None, by: str = "mean",
+                tolerance: float = 0.0) -> int:
   """The generation's best member from [P, T] task fitness: the lowest finite mean; with
   ``by="rank"`` the lowest mean per-task rank within the population (``rank_score``); with
   ``by="dominant"`` and the previous generation's best's [T] task fitness, the lowest mean among
-  the members no worse than it on any task (the previous best itself, kept by elitism, is
-  always one; if none is, the lowest mean)."""
+  the members no worse than it on any task, up to ``tolerance`` (``no_worse``; the previous
+  best itself, kept by elitism, is always one; if none is, the lowest mean)."""
   score = member_score(task_fitness, by)
   if by == "dominant" and previous_best is not None:
-    ok = np.all(np.nan_to_num(task_fitness, nan=np.inf) <= np.asarray(previous_best), axis=1)
+    ok = no_worse(task_fitness, previous_best, tolerance)
     if ok.any():
       score = np.where(ok, score, np.inf)
   return int(np.argmin(score))

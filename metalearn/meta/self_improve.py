@@ -23,7 +23,8 @@ generation g = 1 .. ``num_generations``:
    and a member keeps, of the points accepted against its start, the one with the best mean
    fitness (``kept_step`` in the lineage); with ``generation_end="passed"`` the generation ends
    at the first such check (from ``generation_min_steps`` on) where a member's kept point passes
-   generation g-1's best (no worse on any task, a mean lower by more than ``pass_margin``), and
+   generation g-1's best (no worse on any task, up to ``dominance_tolerance``, and a mean lower by
+   more than ``pass_margin``), and
    ``generation_steps`` is the most it runs (``steps`` in the lineage: how long it ran);
    the generation's best is its lowest mean fitness, or with ``best_by="dominant"`` the lowest
    mean among the members no worse than the previous generation's best on any task, or with
@@ -146,7 +147,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
       best = best_member(task_fitness, best_of(lineage, g - 1)["task_fitness"] if g else None,
-                         config.best_by)
+                         config.best_by, config.dominance_tolerance)
       best_theta = pop.member_theta(members, best)
       artifacts.save(generation_file(workdir, g), pop.rule, best_theta, generation=g,
                      member=best, fitness=float(fitness[best]), self_improve_workdir=workdir,
@@ -203,7 +204,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
           kept = kept.update(pop, members, config.accept, k + 1, now)
           if (config.generation_end == "passed" and k + 1 >= config.generation_min_steps
               and passing_members(kept.fitness, best_of(lineage, g - 1)["task_fitness"],
-                                  config.pass_margin).any()):
+                                  config.pass_margin, config.dominance_tolerance).any()):
             steps, end_fitness = k + 1, now   # a member passed the previous best: the end
             break
       else:

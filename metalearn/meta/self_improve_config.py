@@ -44,6 +44,9 @@ def default_config() -> ml_collections.ConfigDict:
                                   # then the most a generation runs (it ends there, passed or not)
   c.generation_min_steps = 0      # passed: no generation ends before this many outer steps
   c.pass_margin = 0.0             # passed: how much lower a passing member's mean fitness must be
+  c.dominance_tolerance = 0.0     # passed and best_by=dominant: a member still counts as no worse
+                                  # than the previous best on a task if it is at most this much
+                                  # worse there (fitness is a log loss ratio: 0.1 is ~10%)
   c.best_by = "mean"              # mean: a generation's best is its lowest mean fitness |
                                   # dominant: ... among the members no worse than the previous
                                   # generation's best on any meta-validation task |
@@ -118,6 +121,9 @@ def validate(config, num_devices: int) -> None:
        f"got {c.generation_min_steps!r}.")
   need(isinstance(c.pass_margin, (int, float)) and not isinstance(c.pass_margin, bool)
        and c.pass_margin >= 0, f"pass_margin must be a number >= 0, got {c.pass_margin!r}.")
+  need(isinstance(c.dominance_tolerance, (int, float))
+       and not isinstance(c.dominance_tolerance, bool) and c.dominance_tolerance >= 0,
+       f"dominance_tolerance must be a number >= 0, got {c.dominance_tolerance!r}.")
   need(c.best_by in BEST_BY, f"best_by must be one of {BEST_BY}, got {c.best_by!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
