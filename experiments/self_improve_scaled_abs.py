@@ -17,6 +17,13 @@ runs, keep their relative steps.
     flock /tmp/metalearn-long.lock nice -n 5 metalearn self-improve \\
         --config experiments/self_improve_scaled_abs.py --workdir runs/si_scaled_abs
     metalearn report runs/si_scaled_abs
+    # its Adam control (the same config, the meta-optimizer fixed to Adam):
+    ... --workdir runs/si_scaled_abs_adam --config.meta_optimizer=adam
+
+Measured alone on the shared 2-core CPU (2026-12-02): 16 min (953 s) for generation 0 and 4
+generations. Best fitness -4.30, -6.66, -6.66, -6.66, -6.66 (the stall is gone in generation 1,
+then it ties); held-out median 3.95, 0.979, 0.979, 0.979, 0.979 (docs/self_improvement.md,
+"0.10.0").
 """
 from self_improve import HELDOUT  # noqa: F401
 from self_improve_aligned import TRAIN, VALIDATION  # noqa: F401
