@@ -393,6 +393,19 @@ def test_generation_ends_at_the_first_check_where_a_member_passes(tmp_path):
       assert [x["kept_step"] for x in g1] == [x["kept_step"] for x in gens[1]]
 
 
+def test_same_rule_tells_a_tie_from_a_new_best(tmp_path):
+  """The report counts generations whose best rule stayed (a tie) apart from new bests."""
+  import shutil
+  from metalearn.evaluate import generations
+  wd = str(tmp_path / "same")
+  si.self_improve(tiny_config(num_generations=2, population_size=4, explore_sigma=0.5), wd,
+                  mesh=parallel.make_mesh(2))
+  assert generations.same_rule(wd, 1, 1)
+  assert not generations.same_rule(wd, 0, 1)   # accept="always": every member's theta moved
+  shutil.copy(si.generation_file(wd, 1), si.generation_file(wd, 2))
+  assert generations.same_rule(wd, 1, 2)
+
+
 def test_accept_every_needs_acceptance(tmp_path):
   with pytest.raises(ValueError, match="accept_every=2 keeps the best accepted point"):
     si.self_improve(tiny_config(accept_every=2), str(tmp_path), mesh=parallel.make_mesh(2))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import numpy as np
 
 from metalearn.evaluate import files
@@ -73,6 +74,16 @@ def evaluate_generations(directory: str, config: dict, *, cache_dir: str | None 
                             seeds=config.get("heldout_seeds", 2), cache_dir=cache_dir,
                             progress=progress, task_ids=list(config.get("heldout_tasks") or ()))
   return out
+
+
+def same_rule(directory: str, g: int, h: int) -> bool:
+  """Whether generations ``g`` and ``h`` saved the same best rule (equal meta-parameters)."""
+  from metalearn import artifacts
+  a, b = (artifacts.resolve(os.path.join(directory, "generations", f"gen_{x:03d}.safetensors"))[1]
+          for x in (g, h))
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return (jax.tree.structure(a) == jax.tree.structure(b)
+          and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)))
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -201,11 +212,16 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
     better = [g for g in xs[1:] if None not in (scores[g], scores[xs[xs.index(g) - 1]])
               and scores[g] < scores[xs[xs.index(g) - 1]]]
     first, last = scores[xs[0]], scores[xs[-1]]
+    kept = [g for g in xs[1:] if same_rule(directory, g, xs[xs.index(g) - 1])]
+    changed = [g for g in xs[1:] if g not in kept]
     lines += [f"Held-out ({config.get('heldout_suite')}: {', '.join(sorted(ratios[xs[0]]))}): "
               f"the best rule's median final loss relative to tuned Adam went from "
               f"{_f(first)} (generation {xs[0]}) to {_f(last)} (generation {xs[-1]}); "
               f"{len(better)} of {len(xs) - 1} generations improved on the previous one "
-              f"(generations {better or 'none'}).", ""]
+              f"(generations {better or 'none'}). "
+              f"{len(changed)} generations had a new best rule (generations {changed or 'none'}; "
+              f"{len([g for g in changed if g in better])} of them improved on held-out); in "
+              f"{len(kept)} the previous best stayed (a tie: generations {kept or 'none'}).", ""]
     plot_heldout(scores, ratios, title, os.path.join(directory, PLOTS, "heldout.png"))
   lines += ["| generation | outer steps | trained by | best member | best fitness | median fitness "
             "| copied (member <- parent) | held-out median vs tuned Adam |",
