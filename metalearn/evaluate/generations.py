@@ -197,8 +197,10 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
     extras.append("a member keeps a generation's training only if its fitness improved")
   length = f"{config.get('generation_steps')} outer steps per generation"
   if config.get("generation_end") == "passed":
+    tol = config.get("dominance_tolerance", 0.0)
     length = (f"a generation ends when a member passes the previous best (no worse on any "
-              f"meta-validation task, mean lower by more than {config.get('pass_margin', 0.0)}) "
+              f"meta-validation task" + (f" by more than {tol}" if tol else "") +
+              f", mean lower by more than {config.get('pass_margin', 0.0)}) "
               f"at a check from step {config.get('generation_min_steps', 0)} on, or after "
               f"{config.get('generation_steps')} outer steps")
   lines = [f"# Self-improvement: {config.get('name')}", "",
