@@ -606,7 +606,8 @@ def test_random_init_differs_from_the_adam_like_init():
                                     "self_improve_wide.py", "self_improve_every.py",
                                     "self_improve_dominant.py", "self_improve_rank.py",
                                     "self_improve_linreg.py", "self_improve_scaled.py",
-                                    "self_improve_passed.py", "self_improve_scaled_abs.py"])
+                                    "self_improve_passed.py", "self_improve_scaled_abs.py",
+                                    "self_improve_scaled_rank.py"])
 def test_recipe_loads_and_validates(recipe):
   config = si.load_config(os.path.join(REPO, "experiments", recipe))
   si.validate(config, 1)
