@@ -221,7 +221,8 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
               f"{_f(first)} (generation {xs[0]}) to {_f(last)} (generation {xs[-1]}); "
               f"{len(better)} of {len(xs) - 1} generations improved on the previous one "
               f"(generations {better or 'none'}). "
-              f"{len(changed)} generations had a new best rule (generations {changed or 'none'}; "
+              f"{len(changed)} generation{'' if len(changed) == 1 else 's'} had a new best rule "
+              f"(generations {changed or 'none'}; "
               f"{len([g for g in changed if g in better])} of them improved on held-out); in "
               f"{len(kept)} the previous best stayed (a tie: generations {kept or 'none'}).", ""]
     plot_heldout(scores, ratios, title, os.path.join(directory, PLOTS, "heldout.png"))
