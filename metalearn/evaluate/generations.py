@@ -78,7 +78,7 @@ def evaluate_generations(directory: str, config: dict, *, cache_dir: str | None 
 
 def same_rule(directory: str, g: int, h: int) -> bool:
   """Whether generations ``g`` and ``h`` saved the same best rule (equal meta-parameters)."""
-  from metalearn import artifacts
+  import metalearn.artifacts as artifacts
   a, b = (artifacts.resolve(os.path.join(directory, "generations", f"gen_{x:03d}.safetensors"))[1]
           for x in (g, h))
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -198,8 +198,8 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
   length = f"{config.get('generation_steps')} outer steps per generation"
   if config.get("generation_end") == "passed":
     tol = config.get("dominance_tolerance", 0.0)
-    length = (f"a generation ends when a member passes the previous best (no worse on any "
-              f"meta-validation task" + (f" by more than {tol}" if tol else "") +
+    length = ("a generation ends when a member passes the previous best (no worse on any "
+              "meta-validation task" + (f" by more than {tol}" if tol else "") +
               f", mean lower by more than {config.get('pass_margin', 0.0)}) "
               f"at a check from step {config.get('generation_min_steps', 0)} on, or after "
               f"{config.get('generation_steps')} outer steps")
