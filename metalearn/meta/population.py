@@ -29,14 +29,12 @@ from jax.sharding import PartitionSpec as P
 import metalearn.parallel as parallel
 from metalearn.meta import config as config_lib
 from metalearn.meta import estimators as est_lib
+from metalearn.meta.self_improve_config import meta_optimizer_rule
 from metalearn.meta.step import task_specs_from_config, unroll_config
 from metalearn.meta.unroll import Problem
 from metalearn.optimizers import make_rule
 from metalearn.tasks import TaskSpec, make_task
 from metalearn.tasks.training import train_step
-
-META_OPTIMIZERS = ("best", "elite", "own", "adam")
-INITS = ("random", "adam_like")
 
 
 def fitness_of_losses(losses, init_loss, divergence_factor: float):
@@ -59,11 +57,7 @@ class Population:
     self.config, self.mesh = config, mesh
     self.size = config.population_size
     self.rule = make_rule(config.rule, **config_lib.plain(config.rule_kwargs))
-    # The same rule and meta-parameters where a member's rule is the meta-optimizer; with
-    # meta_optimizer_rule_kwargs some of the rule's fixed (not learned) settings differ there.
-    self.outer_rule = make_rule(config.rule, **{
-        **config_lib.plain(config.rule_kwargs),
-        **config_lib.plain(config.get("meta_optimizer_rule_kwargs") or {})})
+    self.outer_rule = meta_optimizer_rule(config)   # the same meta-parameters, as meta-optimizer
     self.specs = task_specs_from_config(config)
     data_dir = config.data_dir or None
     self.tasks = [make_task(s, data_dir=data_dir) for s in self.specs]

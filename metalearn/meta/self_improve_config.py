@@ -10,8 +10,10 @@ import jax
 import ml_collections
 
 from metalearn.meta import config as config_lib
-from metalearn.meta.population import INITS, META_OPTIMIZERS
+from metalearn.optimizers import make_rule
 
+META_OPTIMIZERS = ("best", "elite", "own", "adam")
+INITS = ("random", "adam_like")
 ACCEPT = ("always", "improved", "improved_all")
 GENERATION_END = ("steps", "passed")
 BEST_BY = ("mean", "dominant", "rank")
@@ -77,6 +79,13 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def meta_optimizer_rule(config):
+  """The rule where a member's rule is the meta-optimizer: ``rule`` with ``rule_kwargs`` updated
+  by ``meta_optimizer_rule_kwargs`` (``validate`` checks it keeps the meta-parameters)."""
+  return make_rule(config.rule, **{**config_lib.plain(config.rule_kwargs),
+                                   **config_lib.plain(config.meta_optimizer_rule_kwargs)})
+
+
 def load_config(path: str | None) -> ml_collections.ConfigDict:
   return config_lib.load_config(path, defaults=default_config)
 
@@ -140,12 +149,11 @@ def validate(config, num_devices: int) -> None:
   train = {json.dumps(dict(s), sort_keys=True) for s in c.task_specs}
   shared = [dict(s) for s in c.eval_tasks if json.dumps(dict(s), sort_keys=True) in train]
   need(not shared, f"eval_tasks must not be meta-training tasks (task_specs); both have {shared}.")
-  outer = config_lib.plain(c.get("meta_optimizer_rule_kwargs") or {})
+  outer = config_lib.plain(c.meta_optimizer_rule_kwargs)
   if outer:
-    from metalearn.optimizers import make_rule
-    base = config_lib.plain(c.rule_kwargs)
     try:
-      rule, outer_rule = make_rule(c.rule, **base), make_rule(c.rule, **{**base, **outer})
+      rule = make_rule(c.rule, **config_lib.plain(c.rule_kwargs))
+      outer_rule = meta_optimizer_rule(c)
     except (TypeError, ValueError) as e:
       raise ValueError(f"invalid config: meta_optimizer_rule_kwargs={outer!r} for rule "
                        f"{c.rule!r}: {e}") from None
