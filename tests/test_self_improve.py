@@ -184,20 +184,6 @@ def test_accept_improved_never_lets_a_member_get_worse(tmp_path):
   assert r.generation == 3
 
 
-def test_accepted_members_modes():
-  start = np.array([[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0], [np.nan, -2.0]])
-  new = np.array([[-3.0, -1.5],        # mean better, one task worse
-                  [-1.5, -2.0],        # mean better, no task worse
-                  [-1.0, -2.0],        # unchanged: not an improvement
-                  [-1.0, -2.0]])       # from a diverged start
-  np.testing.assert_array_equal(si.accepted_members(start, new, "improved"),
-                                [True, True, False, True])
-  np.testing.assert_array_equal(si.accepted_members(start, new, "improved_all"),
-                                [False, True, False, True])
-  np.testing.assert_array_equal(si.accepted_members(start, start * np.nan, "improved_all"),
-                                [False] * 4)
-
-
 def test_accept_improved_all_keeps_every_task_from_getting_worse(tmp_path):
   """Two meta-validation tasks: an accepted member is no worse on either; the lineage records
   each task's fitness, and their mean is the fitness."""
@@ -255,48 +241,6 @@ def test_accept_every_keeps_the_best_point_of_a_generation(mode, tmp_path):
                                atol=1e-6)
 
 
-def test_kept_point_is_the_best_mean_among_points_accepted_against_the_start():
-  """improved_all judges each point against the generation's start, not against the point kept
-  so far: a later point with a better mean replaces a kept one it does not dominate."""
-  start = np.array([[-1.0, -1.0], [-1.0, -1.0]])
-  kept = si.Kept({}, np.array([[-3.0, -1.0], [-3.0, -1.0]]), np.array([2, 2]), start)
-  now = np.array([[-2.5, -2.0],     # better mean, no task worse than the start: taken
-                  [-4.0, -0.5]])    # better mean, but a task worse than the start: not taken
-  np.testing.assert_array_equal(kept.better(now, "improved_all"), [True, False])
-  np.testing.assert_array_equal(kept.better(now, "improved"), [True, True])
-
-
-def test_best_member_by_mean_or_dominant():
-  tf = np.array([[-3.0, -1.0],     # best mean, but worse than the previous best on task 1
-                 [-2.0, -2.0],     # no task worse: the dominant choice
-                 [-1.5, -2.5],     # worse on task 0
-                 [np.nan, -9.0]])  # diverged
-  prev = [-2.0, -1.5]
-  assert si.best_member(tf) == 0
-  assert si.best_member(tf, prev, "mean") == 0
-  assert si.best_member(tf, prev, "dominant") == 1
-  assert si.best_member(tf, [-9.0, -9.0], "dominant") == 0   # none dominates: the lowest mean
-
-
-def test_best_by_rank_is_not_carried_by_one_tasks_spread():
-  """The 0.8.0 setback (docs/self_improvement.md): the mean crowned a member that drove one
-  table's loss to zero while getting worse on the others; ranks per task do not let that spread
-  carry it."""
-  tf = np.array([[-6.1, -5.08, -3.1, -6.47],    # best on two tasks, second on the third
-                 [-5.83, -5.08, -2.48, -8.84],  # lowest mean only through task 3
-                 [-5.9, -5.08, -2.9, -6.0],
-                 [-4.0, -2.0, -1.0, -3.0]])
-  assert si.best_member(tf, by="mean") == 1
-  assert si.best_member(tf, by="rank") == 0
-  np.testing.assert_allclose(si.rank_score(tf), [0.5, 1.25, 1.25, 3.0])  # ties: mean rank
-  score = si.member_score(tf, "rank")      # equal ranks are ordered by the mean
-  assert score[1] < score[2] and np.all(np.floor(score * 8) / 8 == si.rank_score(tf))
-  nan = tf.copy()
-  nan[0, 0] = np.nan                        # a diverged run ranks last on that task
-  assert si.rank_score(nan)[0] > si.rank_score(tf)[0]
-  assert np.isinf(si.member_score(nan, "mean")[0]) and si.best_member(nan, by="rank") != 0
-
-
 def test_best_by_rank_orders_the_best_and_pbt(tmp_path):
   wd = str(tmp_path / "rank")
   valid = VALID + ({"kind": "quadratic", "dim": 5, "seed": 4, "batch_size": 4},)
@@ -330,24 +274,6 @@ def test_best_by_dominant_never_hands_on_a_rule_worse_on_a_task(tmp_path):
                                               bests[g - 1]["task_fitness"]))
     assert all(x["trained_by"] == {"generation": g - 1, "member": bests[g - 1]["member"]}
                for x in recs if x["generation"] == g)
-
-
-def test_passing_members_must_be_no_worse_anywhere_and_better_on_the_mean():
-  prev = [-2.0, -1.5]
-  tf = np.array([[-2.0, -1.5],     # the previous best itself: not a pass
-                 [-2.1, -1.5],     # no task worse, mean lower: a pass (margin 0)
-                 [-3.0, -1.4],     # much better mean, one task worse: not a pass
-                 [np.nan, -9.0]])  # diverged: never
-  np.testing.assert_array_equal(si.passing_members(tf, prev), [False, True, False, False])
-  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.1), [False, False, False, False])
-  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.04), [False, True, False, False])
-  # With a tolerance, a member much better on the mean and slightly worse on one task passes
-  # (the first self_improve_passed run: two members 1.5 better on the mean, worse on the table
-  # by 0.05 and 0.1, never passed generation 0's random best).
-  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.0, 0.15), [False, True, True, False])
-  np.testing.assert_array_equal(si.passing_members(tf, prev, 0.0, 0.05), [False, True, False, False])
-  assert si.best_member(tf, prev, "dominant") == 1
-  assert si.best_member(tf, prev, "dominant", tolerance=0.15) == 2
 
 
 def test_generation_ends_at_the_first_check_where_a_member_passes(tmp_path):
