@@ -532,7 +532,7 @@ LEGACY_TABLE_FAMILY = {
     "self_improve_accept.py", "self_improve_aligned.py", "self_improve_wide.py",
     "self_improve_every.py", "self_improve_dominant.py", "self_improve_rank.py",
     "self_improve_linreg.py", "self_improve_scaled.py", "self_improve_passed.py",
-    "self_improve_scaled_abs.py", "self_improve_scaled_rank.py"}
+    "self_improve_scaled_abs.py", "self_improve_scaled_rank.py", "self_improve_restart.py"}
 
 
 @pytest.mark.parametrize("recipe", sorted(
