@@ -303,6 +303,9 @@ def test_generation_ends_at_the_first_check_where_a_member_passes(tmp_path):
   text = open(generations.write_generations_report(wd, evaluate=False)).read()
   assert "a generation ends when a member passes the previous best" in text
   assert all(f"| {g} | {steps[g]} | " in text for g in (1, 2, 3))
+  for g in (1, 2, 3):   # the members that kept a point of their training, per generation
+    kept = sum(x["accepted"] for x in gens[g])
+    assert f" | {kept}/4 | " in text.split(f"\n| {g} | {steps[g]} | ")[1].split("\n")[0]
   # Generation 1 is the fixed generation of that length; one step shorter, no member passed.
   s = steps[1]
   for n, passes in ((s, True), (s - 1, False)):

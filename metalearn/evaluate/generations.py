@@ -169,6 +169,13 @@ def _trainer(r) -> str:
   return t if isinstance(t, str) else f"gen {t['generation']} member {t['member']}"
 
 
+def _kept(rs) -> str:
+  """How many members kept (some point of) their generation's training, with acceptance on: a
+  population where none does has stopped moving, whatever its meta-optimizer."""
+  flags = [r["accepted"] for r in rs if r.get("accepted") is not None]
+  return f"{sum(flags)}/{len(rs)}" if flags else "—"
+
+
 def write_generations_report(directory: str, *, evaluate: bool = True,
                              cache_dir: str | None = None) -> str:
   """Writes ``directory/report.md`` and its figures (module docstring); returns its path."""
@@ -227,15 +234,15 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
               f"{len(kept)} the previous best stayed (a tie: generations {kept or 'none'}).", ""]
     plot_heldout(scores, ratios, title, os.path.join(directory, PLOTS, "heldout.png"))
   lines += ["| generation | outer steps | trained by | best member | best fitness | median fitness "
-            "| copied (member <- parent) | held-out median vs tuned Adam |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| kept their training | copied (member <- parent) | held-out median vs tuned Adam |",
+            "|---|---|---|---|---|---|---|---|---|"]
   for g, rs in gens.items():
     best = next(r for r in rs if r["best"])
     copies = [f"{r['member']}<-{r['parent']}" for r in rs
               if r.get("parent") is not None and r["parent"] != r["member"]]
     steps = rs[0].get("steps", config.get("generation_steps")) if g else 0
     lines.append(f"| {g} | {steps} | {_trainer(rs[0])} | {best['member']} | {_f(best['fitness'])} | "
-                 f"{_f(float(np.median([r['fitness'] for r in rs])))} | "
+                 f"{_f(float(np.median([r['fitness'] for r in rs])))} | {_kept(rs)} | "
                  f"{', '.join(copies) or '—'} | {_f(scores.get(g))} |")
   if ratios:
     tasks = sorted({t for g in ratios for t in ratios[g]})
