@@ -1,5 +1,5 @@
 """Recipe of a ScaledLOpt self-improvement run whose meta-validation has the unseen suite's kinds
-(issue #14, 0.11.0): experiments/self_improve_scaled_abs.py with other meta-validation families.
+(issue #14, 0.11.0): experiments/self_improve_restart.py with other meta-validation families.
 
 Why. In 0.10.0 (docs/self_improvement.md) two things the fitness could not see decided the
 held-out results. A 10% regression on the 8x8-digit autoencoder family came with a 4x regression
@@ -18,7 +18,8 @@ family is a CNN. So here fitness scores
   * the 2-layer tanh MLP on digits, as before.
 
 Meta-training tasks, members, meta-optimizer (the previous best's ScaledLOpt rule with absolute
-steps on theta), checks and generations are those of self_improve_scaled_abs.py. Caveat: these
+steps on theta, told one generation and restarted each generation), checks and generations are
+those of self_improve_restart.py. Caveat: these
 families were chosen after seeing held-out results; the held-out tasks themselves are never
 trained on or scored by fitness (the config validator rejects a meta-validation task that is a
 meta-training one, and none of these is an out-of-distribution suite task).
@@ -33,7 +34,7 @@ meta-training one, and none of these is an out-of-distribution suite task).
 """
 from self_improve import HELDOUT  # noqa: F401
 from self_improve_aligned import TRAIN  # noqa: F401
-from self_improve_scaled_abs import get_config as scaled_abs_config
+from self_improve_restart import get_config as restart_config
 
 VALIDATION = [
     {"kind": "image_mlp", "dataset": "digits", "hidden": [32, 32], "activation": "tanh",
@@ -49,7 +50,7 @@ VALIDATION = [
 
 
 def get_config():
-  c = scaled_abs_config()
+  c = restart_config()
   c.name = "self_improve_kinds"
   c.eval_tasks = tuple(VALIDATION)
   return c
