@@ -574,3 +574,21 @@ def test_run_evaluation_on_a_subset_of_a_suite(tmp_path):
   res = run_evaluation("init:sgdm", "tiny", str(tmp_path / "ok"), seeds=1, progress=False,
                        task_ids=[first])
   assert [t["id"] for t in res["tasks"]] == [first] and res["complete"]
+
+
+def test_fitness_on_a_cnn_validation_task_matches_each_member_alone(tmp_path):
+  """A CNN meta-validation family (kernels differ per member, the seeds' batches are shared)
+  hit a conv batching rule JAX lacks under shard_map: the whole run failed at generation 0."""
+  cnn = {"kind": "cnn", "dataset": "digits", "hidden": [4], "activation": "relu",
+         "batch_size": 4}
+  config = tiny_config(eval_tasks=(cnn,) + VALID, population_size=4, fitness_horizon=3,
+                       fitness_seeds=2, init="random", init_scale=0.1)
+  pop = Population(config, parallel.make_mesh(2))
+  thetas = jax.vmap(pop._init_theta)(jax.random.split(jax.random.key(0), 4))
+  fit = pop.task_fitness(thetas)
+  assert fit.shape == (4, 2) and np.all(np.isfinite(fit))
+  assert len({round(float(x), 6) for x in fit[:, 0]}) == 4   # the members' rules differ
+  alone = Population(tiny_config(**{**config, "population_size": 1}), parallel.make_mesh(1))
+  for i in range(4):
+    one = alone.task_fitness(jax.tree.map(lambda x: x[i:i + 1], thetas))
+    np.testing.assert_allclose(one[0], fit[i], rtol=1e-5, atol=1e-6)

@@ -193,13 +193,15 @@ class Population:
     return self._step_fn(members, meta_theta, self.datas, key, restart)
 
   # -- fitness on the meta-validation tasks ------------------------------------------------------
-  def _member_fitness(self, theta, val_datas):
+  def _local_fitness(self, thetas, val_datas):
+    """[M, T] fitness of a device's M members; seeds vmapped outside members (members outside
+    hit a conv batching rule JAX lacks under shard_map: kernels batched, shared input batches)."""
     c, h = self.config, self.config.fitness_horizon
     scores = []
     for j, (task, data) in enumerate(zip(self.val_tasks, val_datas)):
-      tx = self.rule.as_optax(theta, num_steps=h)
 
-      def run(key, task=task, data=data, tx=tx):
+      def run(theta, key, task=task, data=data):
+        tx = self.rule.as_optax(theta, num_steps=h)
         k_init, k_train = jax.random.split(key)
         params = task.init(k_init)
 
@@ -209,15 +211,14 @@ class Population:
 
         _, losses = jax.lax.scan(one, (params, tx.init(params)), jax.random.split(k_train, h))
         return fitness_of_losses(losses, losses[0], c.divergence_factor)
-
       # The same seeds every generation (common random numbers), so generations compare fairly.
       keys = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), j), c.fitness_seeds)
-      scores.append(jnp.mean(jax.vmap(run)(keys)))
-    return jnp.stack(scores)
+      per_seed = jax.vmap(lambda k, run=run: jax.vmap(run, in_axes=(0, None))(thetas, k))(keys)
+      scores.append(jnp.mean(per_seed, axis=0))
+    return jnp.stack(scores, axis=1)
 
   def _fitness(self, thetas, val_datas):
-    local = jax.vmap(self._member_fitness, in_axes=(0, None))
-    return jax.shard_map(local, mesh=self.mesh, in_specs=(P(parallel.AXIS), P()),
+    return jax.shard_map(self._local_fitness, mesh=self.mesh, in_specs=(P(parallel.AXIS), P()),
                          out_specs=P(parallel.AXIS), check_vma=False)(thetas, val_datas)
 
   def task_fitness(self, thetas) -> np.ndarray:
