@@ -254,6 +254,25 @@ def test_shared_cache_dir_trains_only_the_new_rule(evaluated, tmp_path):
   assert not os.path.exists(os.path.join(other, "runs"))
 
 
+def test_cache_dir_that_does_not_exist_is_made_before_the_runs(tmp_path):
+  # A grid computed for minutes and then lost because --cache_dir was new: the directory is made
+  # first; a cache path that cannot be a directory fails before any run, naming it.
+  from metalearn.evaluate.runner import _cached_grid
+  counts, ran = {"hits": 0, "misses": 0}, []
+  compute = lambda: ran.append(1) or {"train_loss": np.ones((1, 1, 3))}
+  new = str(tmp_path / "new" / "cache")
+  out, path = _cached_grid(new, "t", {"a": 1}, compute, counts)
+  assert os.path.dirname(path) == new and os.path.isfile(path) and ran == [1]
+  np.testing.assert_array_equal(np.load(path)["train_loss"], out["train_loss"])
+  assert _cached_grid(new, "t", {"a": 1}, compute, counts)[1] == path and ran == [1]
+  assert counts == {"hits": 1, "misses": 1}
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(ValueError, match="is a file, not a directory"):
+    _cached_grid(str(blocker / "cache"), "t", {"a": 1}, compute, counts)
+  assert ran == [1] and blocker.read_text() == "x"
+
+
 def test_subset_of_baselines(evaluated, tmp_path):
   from metalearn.evaluate import report
   workdir = str(tmp_path / "subset")

@@ -71,6 +71,8 @@ def _cached_grid(cache_dir: str, name: str, key: dict, compute, counts: dict) ->
     except (OSError, ValueError, EOFError):
       pass  # a damaged cache file is recomputed
   counts["misses"] += 1
+  if not os.path.isdir(cache_dir):  # made (or refused, with the fix) before the runs, not after
+    files.check_writable_dir(cache_dir, "the cache directory")
   t0 = time.perf_counter()
   out = compute()
   out["seconds"] = np.asarray(time.perf_counter() - t0)
