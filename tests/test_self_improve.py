@@ -16,7 +16,8 @@ import pytest
 import metalearn.artifacts as artifacts
 import metalearn.parallel as parallel
 from metalearn.meta import self_improve as si
-from metalearn.meta.population import Population, fitness_of_losses
+from metalearn.meta.fitness import fitness_of_losses
+from metalearn.meta.population import Population
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ({"kind": "linreg", "dim": 4, "seed": 1, "batch_size": 8},)
@@ -591,3 +592,25 @@ def test_fitness_on_a_cnn_validation_task_matches_each_member_alone(tmp_path):
   for i in range(4):
     one = alone.task_fitness(jax.tree.map(lambda x: x[i:i + 1], thetas))
     np.testing.assert_allclose(one[0], fit[i], rtol=1e-5, atol=1e-6)
+
+
+def test_per_task_fitness_horizons_score_each_task_at_its_own_horizon():
+  """fitness_horizons gives each meta-validation task its own horizon (a CNN family can run
+  shorter than the rest): each column equals that task scored alone at its horizon."""
+  other = {"kind": "linreg", "dim": 5, "seed": 3, "batch_size": 8}
+  config = tiny_config(eval_tasks=VALID + (other,), population_size=2, fitness_horizons=(4, 12),
+                       init="random", init_scale=0.1)
+  pop = Population(config, parallel.make_mesh(2))
+  thetas = jax.vmap(pop._init_theta)(jax.random.split(jax.random.key(0), 2))
+  fit = pop.task_fitness(thetas)
+  for j, h in enumerate((4, 12)):
+    same = Population(tiny_config(**{**config, "fitness_horizons": (), "fitness_horizon": h}),
+                      parallel.make_mesh(2))
+    np.testing.assert_allclose(fit[:, j], same.task_fitness(thetas)[:, j], rtol=1e-5, atol=1e-6)
+  flat = Population(tiny_config(**{**config, "fitness_horizons": (), "fitness_horizon": 4}),
+                    parallel.make_mesh(2)).task_fitness(thetas)
+  assert not np.allclose(fit[:, 1], flat[:, 1])   # task 2's horizon did change its score
+  for bad in ((4,), (4, 0), (4, 2.5)):
+    with pytest.raises(ValueError, match="fitness_horizons must be empty .* one integer >= 1 per "
+                                         "eval_task \\(2 tasks\\)"):
+      si.validate(tiny_config(eval_tasks=config.eval_tasks, fitness_horizons=bad), 1)

@@ -29,25 +29,12 @@ from jax.sharding import PartitionSpec as P
 import metalearn.parallel as parallel
 from metalearn.meta import config as config_lib
 from metalearn.meta import estimators as est_lib
+from metalearn.meta.fitness import Fitness
 from metalearn.meta.self_improve_config import meta_optimizer_rule
 from metalearn.meta.step import task_specs_from_config, unroll_config
 from metalearn.meta.unroll import Problem
 from metalearn.optimizers import make_rule
-from metalearn.tasks import TaskSpec, make_task
-from metalearn.tasks.training import train_step
-
-
-def fitness_of_losses(losses, init_loss, divergence_factor: float):
-  """``log(mean of the last 10% of train losses / initial loss)``, capped at a diverged run's value.
-
-  Lower is better; a run that diverged (non-finite, or above ``divergence_factor`` times its initial
-  loss) scores ``log(divergence_factor)``.
-  """
-  tail = losses[-max(1, losses.shape[0] // 10):]
-  ratio = jnp.mean(tail) / jnp.maximum(init_loss, 1e-12)
-  ceiling = jnp.log(divergence_factor)
-  ok = jnp.all(jnp.isfinite(tail)) & (ratio < divergence_factor)
-  return jnp.where(ok, jnp.log(jnp.maximum(ratio, 1e-6)), ceiling)
+from metalearn.tasks import make_task
 
 
 class Population:
@@ -61,22 +48,20 @@ class Population:
     self.specs = task_specs_from_config(config)
     data_dir = config.data_dir or None
     self.tasks = [make_task(s, data_dir=data_dir) for s in self.specs]
-    self.val_specs = [TaskSpec.from_dict(dict(s)) for s in config.eval_tasks]
-    self.val_tasks = [make_task(s, data_dir=data_dir) for s in self.val_specs]
     self.estimator = est_lib.make_estimator(config.estimator, sigma=config.es_sigma,
                                             sign=config.es_sign)
     self.ucfg = unroll_config(config)
     self.total_steps = config.num_generations * config.generation_steps
     self.datas = [parallel.put_replicated(t.data, mesh) for t in self.tasks]
-    self.val_datas = [parallel.put_replicated(t.data, mesh) for t in self.val_tasks]
     self.inner_steps_per_outer = (self.size * len(self.tasks) * config.population_per_task
                                   * config.truncation_length * self.estimator.runs_per_member)
     self._pop, self._rep = parallel.population_sharding(mesh), parallel.replicated(mesh)
-    self._step_fn = self._fitness_fn = None
+    self._step_fn = None
     # These programs are small and run for seconds; on CPU, LLVM's optimisations of them cost
     # more (a minute or more per program) than they save.
     self._jit_options = ({"xla_backend_optimization_level": 0}
                          if jax.default_backend() == "cpu" else None)
+    self.fit = Fitness(config, self.rule, mesh, self._jit_options)   # see fitness.py
 
   # -- the meta-optimizer ------------------------------------------------------------------------
   def outer_tx(self, meta_theta) -> optax.GradientTransformation:
@@ -192,42 +177,11 @@ class Population:
     restart = jnp.asarray(self.restarts_outer_state(step))
     return self._step_fn(members, meta_theta, self.datas, key, restart)
 
-  # -- fitness on the meta-validation tasks ------------------------------------------------------
-  def _local_fitness(self, thetas, val_datas):
-    """[M, T] fitness of a device's M members; seeds vmapped outside members (members outside
-    hit a conv batching rule JAX lacks under shard_map: kernels batched, shared input batches)."""
-    c, h = self.config, self.config.fitness_horizon
-    scores = []
-    for j, (task, data) in enumerate(zip(self.val_tasks, val_datas)):
-
-      def run(theta, key, task=task, data=data):
-        tx = self.rule.as_optax(theta, num_steps=h)
-        k_init, k_train = jax.random.split(key)
-        params = task.init(k_init)
-
-        def one(carry, k):
-          p, s, loss = train_step(task, tx, *carry, data, k)
-          return (p, s), loss
-
-        _, losses = jax.lax.scan(one, (params, tx.init(params)), jax.random.split(k_train, h))
-        return fitness_of_losses(losses, losses[0], c.divergence_factor)
-      # The same seeds every generation (common random numbers), so generations compare fairly.
-      keys = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), j), c.fitness_seeds)
-      per_seed = jax.vmap(lambda k, run=run: jax.vmap(run, in_axes=(0, None))(thetas, k))(keys)
-      scores.append(jnp.mean(per_seed, axis=0))
-    return jnp.stack(scores, axis=1)
-
-  def _fitness(self, thetas, val_datas):
-    return jax.shard_map(self._local_fitness, mesh=self.mesh, in_specs=(P(parallel.AXIS), P()),
-                         out_specs=P(parallel.AXIS), check_vma=False)(thetas, val_datas)
-
+  # -- fitness on the meta-validation tasks (fitness.py) -----------------------------------------
   def task_fitness(self, thetas) -> np.ndarray:
     """[P, T] fitness of the members' rules on each of the T meta-validation tasks (lower is
-    better; see ``fitness_of_losses``), each the mean over ``fitness_seeds`` runs."""
-    if self._fitness_fn is None:
-      self._fitness_fn = jax.jit(self._fitness, out_shardings=self._rep,
-                                 compiler_options=self._jit_options)
-    return np.asarray(jax.device_get(self._fitness_fn(thetas, self.val_datas)), np.float64)
+    better; see ``fitness.py``), each the mean over ``fitness_seeds`` runs."""
+    return self.fit.task_fitness(thetas)
 
   def fitness(self, thetas) -> np.ndarray:
     """[P] fitness of the members' rules: the mean of ``task_fitness`` over the tasks."""

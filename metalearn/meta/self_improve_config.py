@@ -68,6 +68,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.exploit_fraction = 0.25       # bottom fraction copies the top fraction
   c.explore_sigma = 0.05          # perturbation of a copied theta: + explore_sigma * N(0, 1)
   c.fitness_horizon = 200         # steps each meta-validation task is trained for (fitness)
+  c.fitness_horizons = ()         # one horizon per eval_task (overrides fitness_horizon), e.g. a
+                                  # CNN family shorter than the rest; (): fitness_horizon for all
   c.fitness_seeds = 2
   # The report's held-out evaluation of each generation's best rule vs tuned baselines.
   c.heldout_suite = "out_of_distribution"
@@ -146,6 +148,11 @@ def validate(config, num_devices: int) -> None:
        f"multiplier), got {mss!r}.")
   need(c.eval_tasks, "eval_tasks (the meta-validation tasks that fitness is measured on) is empty; "
        "set it to task specs that are not meta-training tasks.")
+  hs = tuple(c.fitness_horizons)
+  need(not hs or (len(hs) == len(c.eval_tasks) and all(
+      isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hs)),
+       f"fitness_horizons must be empty (fitness_horizon for every task) or one integer >= 1 per "
+       f"eval_task ({len(c.eval_tasks)} tasks), got {hs!r}.")
   train = {json.dumps(dict(s), sort_keys=True) for s in c.task_specs}
   shared = [dict(s) for s in c.eval_tasks if json.dumps(dict(s), sort_keys=True) in train]
   need(not shared, f"eval_tasks must not be meta-training tasks (task_specs); both have {shared}.")
