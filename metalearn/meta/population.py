@@ -55,7 +55,7 @@ class Population:
     self.datas = [parallel.put_replicated(t.data, mesh) for t in self.tasks]
     self.inner_steps_per_outer = (self.size * len(self.tasks) * config.population_per_task
                                   * config.truncation_length * self.estimator.runs_per_member)
-    self._pop, self._rep = parallel.population_sharding(mesh), parallel.replicated(mesh)
+    self._pop = parallel.population_sharding(mesh)
     self._step_fn = None
     # These programs are small and run for seconds; on CPU, LLVM's optimisations of them cost
     # more (a minute or more per program) than they save.
