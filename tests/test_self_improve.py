@@ -16,42 +16,13 @@ import pytest
 import metalearn.artifacts as artifacts
 import metalearn.parallel as parallel
 from metalearn.meta import self_improve as si
-from metalearn.meta.fitness import fitness_of_losses
 from metalearn.meta.population import Population
+from self_improve_helpers import TRAIN, VALID, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = ({"kind": "linreg", "dim": 4, "seed": 1, "batch_size": 8},)
-VALID = ({"kind": "linreg", "dim": 6, "seed": 2, "batch_size": 8},)
-
-
-def tiny_config(**kw):
-  """Seconds per generation: a learnable SGD+momentum rule (small program) on tiny regressions."""
-  c = si.default_config()
-  c.rule = "sgdm"
-  c.task_specs, c.eval_tasks = TRAIN, VALID
-  c.population_per_task = 1
-  c.truncation_length, c.min_horizon, c.max_horizon = 5, 10, 20
-  c.population_size, c.num_generations, c.generation_steps = 2, 2, 2
-  c.fitness_horizon, c.fitness_seeds = 10, 1
-  c.exploit_fraction = 0.5
-  c.progress = False
-  for k, v in kw.items():
-    c[k] = v
-  return c
-
-
 def lineage(workdir):
   with open(os.path.join(workdir, si.LINEAGE)) as f:
     return [json.loads(line) for line in f]
-
-
-def test_fitness_of_losses_scores_progress_and_caps_divergence():
-  losses = np.linspace(1.0, 0.1, 20).astype(np.float32)
-  assert float(fitness_of_losses(losses, 1.0, 10.0)) < np.log(0.2)
-  blown = losses.copy()
-  blown[-1] = np.nan
-  assert float(fitness_of_losses(blown, 1.0, 10.0)) == pytest.approx(np.log(10.0))
-  assert float(fitness_of_losses(losses * 200, 1.0, 10.0)) == pytest.approx(np.log(10.0))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -574,43 +545,3 @@ def test_run_evaluation_on_a_subset_of_a_suite(tmp_path):
   res = run_evaluation("init:sgdm", "tiny", str(tmp_path / "ok"), seeds=1, progress=False,
                        task_ids=[first])
   assert [t["id"] for t in res["tasks"]] == [first] and res["complete"]
-
-
-def test_fitness_on_a_cnn_validation_task_matches_each_member_alone(tmp_path):
-  """A CNN meta-validation family (kernels differ per member, the seeds' batches are shared)
-  hit a conv batching rule JAX lacks under shard_map: the whole run failed at generation 0."""
-  cnn = {"kind": "cnn", "dataset": "digits", "hidden": [4], "activation": "relu",
-         "batch_size": 4}
-  config = tiny_config(eval_tasks=(cnn,) + VALID, population_size=4, fitness_horizon=3,
-                       fitness_seeds=2, init="random", init_scale=0.1)
-  pop = Population(config, parallel.make_mesh(2))
-  thetas = jax.vmap(pop._init_theta)(jax.random.split(jax.random.key(0), 4))
-  fit = pop.task_fitness(thetas)
-  assert fit.shape == (4, 2) and np.all(np.isfinite(fit))
-  assert len({round(float(x), 6) for x in fit[:, 0]}) == 4   # the members' rules differ
-  alone = Population(tiny_config(**{**config, "population_size": 1}), parallel.make_mesh(1))
-  for i in range(4):
-    one = alone.task_fitness(jax.tree.map(lambda x: x[i:i + 1], thetas))
-    np.testing.assert_allclose(one[0], fit[i], rtol=1e-5, atol=1e-6)
-
-
-def test_per_task_fitness_horizons_score_each_task_at_its_own_horizon():
-  """fitness_horizons gives each meta-validation task its own horizon (a CNN family can run
-  shorter than the rest): each column equals that task scored alone at its horizon."""
-  other = {"kind": "linreg", "dim": 5, "seed": 3, "batch_size": 8}
-  config = tiny_config(eval_tasks=VALID + (other,), population_size=2, fitness_horizons=(4, 12),
-                       init="random", init_scale=0.1)
-  pop = Population(config, parallel.make_mesh(2))
-  thetas = jax.vmap(pop._init_theta)(jax.random.split(jax.random.key(0), 2))
-  fit = pop.task_fitness(thetas)
-  for j, h in enumerate((4, 12)):
-    same = Population(tiny_config(**{**config, "fitness_horizons": (), "fitness_horizon": h}),
-                      parallel.make_mesh(2))
-    np.testing.assert_allclose(fit[:, j], same.task_fitness(thetas)[:, j], rtol=1e-5, atol=1e-6)
-  flat = Population(tiny_config(**{**config, "fitness_horizons": (), "fitness_horizon": 4}),
-                    parallel.make_mesh(2)).task_fitness(thetas)
-  assert not np.allclose(fit[:, 1], flat[:, 1])   # task 2's horizon did change its score
-  for bad in ((4,), (4, 0), (4, 2.5)):
-    with pytest.raises(ValueError, match="fitness_horizons must be empty .* one integer >= 1 per "
-                                         "eval_task \\(2 tasks\\)"):
-      si.validate(tiny_config(eval_tasks=config.eval_tasks, fitness_horizons=bad), 1)

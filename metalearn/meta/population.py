@@ -29,12 +29,37 @@ from jax.sharding import PartitionSpec as P
 import metalearn.parallel as parallel
 from metalearn.meta import config as config_lib
 from metalearn.meta import estimators as est_lib
-from metalearn.meta.fitness import Fitness
+from metalearn.meta.fitness import Fitness, fitness_horizons
 from metalearn.meta.self_improve_config import meta_optimizer_rule
 from metalearn.meta.step import task_specs_from_config, unroll_config
 from metalearn.meta.unroll import Problem
 from metalearn.optimizers import make_rule
 from metalearn.tasks import make_task
+
+
+# XLA:CPU compiles at LLVM level 0 in a fraction of the default's time, but the program then runs
+# several times slower (benchmarks/fitness_compile.py, 0.12.0: member step 4.2x at 4 members;
+# fitness 1.5x on linreg up to 24x on a CNN; the default costs 1-14 s more to compile). So level
+# 0 only where a run is too short to win that back: fewer than these member-steps (outer steps x
+# members) for the step program, fitness inner steps (longest horizon x fitness calls) for fitness.
+STEP_WORK_FAST = 5_000
+FITNESS_WORK_FAST = 2_000
+
+
+def cpu_fast_compile(work: int, threshold: int) -> dict | None:
+  """Compiler options for a program that runs ``work`` steps in all: LLVM level 0 on CPU when
+  ``work < threshold`` (see above), else XLA's defaults."""
+  if jax.default_backend() == "cpu" and work < threshold:
+    return {"xla_backend_optimization_level": 0}
+  return None
+
+
+def fitness_calls(config) -> int:
+  """How many times a run measures fitness: each generation's end (and generation 0), plus
+  every ``accept_every`` outer steps inside a generation."""
+  per_generation = 1 + (config.generation_steps // config.accept_every if config.accept_every
+                        else 0)
+  return 1 + config.num_generations * per_generation
 
 
 class Population:
@@ -57,11 +82,10 @@ class Population:
                                   * config.truncation_length * self.estimator.runs_per_member)
     self._pop = parallel.population_sharding(mesh)
     self._step_fn = None
-    # These programs are small and run for seconds; on CPU, LLVM's optimisations of them cost
-    # more (a minute or more per program) than they save.
-    self._jit_options = ({"xla_backend_optimization_level": 0}
-                         if jax.default_backend() == "cpu" else None)
-    self.fit = Fitness(config, self.rule, mesh, self._jit_options)   # see fitness.py
+    self._jit_options = cpu_fast_compile(self.total_steps * self.size, STEP_WORK_FAST)
+    fitness_work = max(fitness_horizons(config)) * fitness_calls(config)
+    self.fit = Fitness(config, self.rule, mesh,                      # see fitness.py
+                       cpu_fast_compile(fitness_work, FITNESS_WORK_FAST))
 
   # -- the meta-optimizer ------------------------------------------------------------------------
   def outer_tx(self, meta_theta) -> optax.GradientTransformation:
@@ -129,7 +153,7 @@ class Population:
   def init_members(self):
     key = jax.random.fold_in(jax.random.key(self.config.seed), 0)
     return jax.jit(self._init_all, out_shardings=self._pop,
-                   compiler_options=self._jit_options)(key, self.datas)
+                   compiler_options=cpu_fast_compile(1, 2))(key, self.datas)   # runs once
 
   # -- one outer step of every member ------------------------------------------------------------
   def _member_step(self, member, meta_theta, datas, key, restart):
