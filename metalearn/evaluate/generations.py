@@ -30,6 +30,8 @@ PLOTS = "plots"
 MODES = {"best": "the previous generation's best rule trains every member",
          "elite": "the best rule of any generation so far trains every member",
          "own": "each member's own rule trains it",
+         "proven": "half the members are trained by the incumbent, half by the previous "
+                   "generation's best; the half that gained more fitness names the next incumbent",
          "adam": "the control: Adam trains every member"}
 
 
@@ -162,11 +164,24 @@ def _f(x, d=4):
   return "—" if x is None else f"{x:.{d}g}"
 
 
-def _trainer(r) -> str:
-  t = r.get("trained_by")
-  if t is None:
-    return "— (initial)"
+def _name(t) -> str:
   return t if isinstance(t, str) else f"gen {t['generation']} member {t['member']}"
+
+
+def _trainer(rs) -> str:
+  """Who trained a generation's members: one rule, or (``"proven"``) the incumbent and the
+  challenger, each with its members' mean fitness gain, and which of them goes on."""
+  if rs[0].get("trained_by") is None:
+    return "— (initial)"
+  names = [_name(r["trained_by"]) for r in rs]
+  if len(set(names)) == 1:
+    return names[0]
+  parts = []
+  for n in dict.fromkeys(names):
+    gains = [r["meta_gain"] for r, m in zip(rs, names) if m == n and r.get("meta_gain") is not None]
+    parts.append(f"{n} ({names.count(n)}" + (f", gain {np.mean(gains):.3g}" if gains else "") + ")")
+  nxt = rs[0].get("meta_optimizer_next")
+  return " vs ".join(parts) + (f"; next: {_name(nxt)}" if nxt else "")
 
 
 def _kept(rs) -> str:
@@ -241,7 +256,7 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
     copies = [f"{r['member']}<-{r['parent']}" for r in rs
               if r.get("parent") is not None and r["parent"] != r["member"]]
     steps = rs[0].get("steps", config.get("generation_steps")) if g else 0
-    lines.append(f"| {g} | {steps} | {_trainer(rs[0])} | {best['member']} | {_f(best['fitness'])} | "
+    lines.append(f"| {g} | {steps} | {_trainer(rs)} | {best['member']} | {_f(best['fitness'])} | "
                  f"{_f(float(np.median([r['fitness'] for r in rs])))} | {_kept(rs)} | "
                  f"{', '.join(copies) or '—'} | {_f(scores.get(g))} |")
   if ratios:

@@ -14,7 +14,7 @@ set. All members are stacked along a leading axis of size ``P`` that is sharded 
 a device. Members never communicate inside a step, so every member's computation is the same
 on 1 and on 8 devices (keys are split per member, not per device).
 
-The meta-optimizers (``config.meta_optimizer``: best, elite, own, adam) and the horizon a learned
+The meta-optimizers (``config.meta_optimizer``: best, elite, proven, own, adam) and the horizon a learned
 one is told (``meta_optimizer_horizon``) are described in ``self_improve.py``'s docstring and
 config; ``outer_tx`` and ``restarts_outer_state`` implement them.
 """
@@ -156,8 +156,9 @@ class Population:
                    compiler_options=cpu_fast_compile(1, 2))(key, self.datas)   # runs once
 
   # -- one outer step of every member ------------------------------------------------------------
-  def _member_step(self, member, meta_theta, datas, key, restart):
+  def _member_step(self, member, meta_thetas, which, datas, key, restart):
     est, theta = self.estimator, member["theta"]
+    meta_theta = jax.tree.map(lambda m: m[which], meta_thetas)   # this member's meta-optimizer
     grad_sum, weight, meta_loss, runs = None, 0.0, 0.0, []
     for i, (problem, r) in enumerate(zip(self.problems(datas), member["runs"])):
       keys = jax.random.split(jax.random.fold_in(key, i), self.config.population_per_task)
@@ -184,22 +185,31 @@ class Population:
       out["log_meta_step"] = member["log_meta_step"]
     return out, meta_loss
 
-  def _step(self, members, meta_theta, datas, key, restart):
-    local = jax.vmap(self._member_step, in_axes=(0, None, None, 0, None))
+  def _step(self, members, meta_thetas, which, datas, key, restart):
+    local = jax.vmap(self._member_step, in_axes=(0, None, 0, None, 0, None))
     return jax.shard_map(local, mesh=self.mesh,
-                         in_specs=(P(parallel.AXIS), P(), P(), P(parallel.AXIS), P()),
+                         in_specs=(P(parallel.AXIS), P(), P(parallel.AXIS), P(),
+                                   P(parallel.AXIS), P()),
                          out_specs=(P(parallel.AXIS), P(parallel.AXIS)),
-                         check_vma=False)(members, meta_theta, datas, self._member_keys(key),
-                                          restart)
+                         check_vma=False)(members, meta_thetas, which, datas,
+                                          self._member_keys(key), restart)
 
-  def step(self, members, meta_theta, step: int):
-    """One outer step of every member; returns (members, per-member meta-loss). Donates members."""
+  def step(self, members, meta_theta, step: int, which=None):
+    """One outer step of every member; returns (members, per-member meta-loss). Donates members.
+
+    ``meta_theta``: the meta-parameters of the rule that trains every member; or, with ``which``
+    ([P] ints), a stack of K rules' meta-parameters (leading axis K), member i trained by rule
+    ``which[i]`` (``meta_optimizer="proven"``: the incumbent and the challenger)."""
+    if which is None:
+      meta_theta = jax.tree.map(lambda x: np.asarray(x)[None], meta_theta)
+      which = np.zeros(self.size, np.int32)
     if self._step_fn is None:
       self._step_fn = jax.jit(self._step, out_shardings=(self._pop, self._pop),
                               donate_argnums=(0,), compiler_options=self._jit_options)
     key = jax.random.fold_in(jax.random.key(self.config.seed), 1_000_000 + step)
     restart = jnp.asarray(self.restarts_outer_state(step))
-    return self._step_fn(members, meta_theta, self.datas, key, restart)
+    which = jax.device_put(np.asarray(which, np.int32), self._pop)
+    return self._step_fn(members, meta_theta, which, self.datas, key, restart)
 
   # -- fitness on the meta-validation tasks (fitness.py) -----------------------------------------
   def task_fitness(self, thetas) -> np.ndarray:

@@ -12,7 +12,13 @@ generation g = 1 .. ``num_generations``:
    meta-gradient is applied by the rule of generation g-1's best member (``meta_optimizer="best"``,
    the default), by the best rule of any generation so far (``"elite"``), by its own rule
    (``"own"``), or by Adam (``"adam"``, the control), always with
-   the member's own meta-optimizer state (see ``population.py``);
+   the member's own meta-optimizer state (see ``population.py``). With ``"proven"`` a rule must
+   earn the job: a random half of the members is trained by the incumbent, the other half by
+   generation g-1's best (the challenger; when the two are the same rule, it trains everyone),
+   and the rule whose half gained more mean fitness over the generation (start minus kept,
+   ``meta_gain`` in the lineage) is the next incumbent (``meta_optimizer_next``). Generation 0's
+   best is the first incumbent. A rule that trains small nets well is not always one that
+   trains rules well; this keeps the one that does;
 2. its fitness is measured on the meta-validation tasks (lower is better: the mean over the
    tasks, each recorded in the lineage as ``task_fitness``); with ``accept="improved"`` a member
    whose fitness did not improve on its fitness at the start of the generation (measured then,
@@ -60,7 +66,8 @@ from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import Population
 from metalearn.meta.selection import (Kept, accepted_members, best_member, best_of,  # noqa: F401
-                                      elite_of, member_score, passing_members, rank_score)
+                                      elite_of, member_score, passing_members, proven_winner,
+                                      rank_score, same_theta, split_members)
 from metalearn.meta.self_improve_config import (ACCEPT, BEST_BY, GENERATION_END,  # noqa: F401
                                                RESUMABLE, default_config, load_config, validate)
 from metalearn.meta.train import check_workdir
@@ -83,11 +90,13 @@ class Result:
 def _records(generation, task_fitness, parents, trained_by, meta_loss=None,
              accepted=None, meta_steps=None, kept_step=None, best=0,
              steps=None) -> list[dict]:
+  """``trained_by``: one value for every member, or (``"proven"``) a list of one per member."""
   fitness = task_fitness.mean(axis=1)
+  trainer = trained_by if isinstance(trained_by, list) else [trained_by] * len(fitness)
   return [{"generation": generation, "member": i, "fitness": float(fitness[i]),
            "task_fitness": [float(x) for x in task_fitness[i]],
            "parent": None if parents is None else int(parents[i]),
-           "trained_by": trained_by, "best": i == best,
+           "trained_by": trainer[i], "best": i == best,
            "meta_loss": None if meta_loss is None else float(meta_loss[i])}
           | ({} if accepted is None else {"accepted": bool(accepted[i])})
           | ({} if meta_steps is None else {"meta_step": float(meta_steps[i])})
@@ -115,9 +124,11 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
   progress = config.progress if progress is None else progress
   log = print if progress else (lambda *a, **k: None)
   ckpt = Checkpointer(str(root / artifacts.CHECKPOINT_DIR), keep=config.keep_checkpoints)
+  proven = config.meta_optimizer == "proven"
   try:
     if ckpt.latest_step() is None:
       members, lineage, done, meta_theta = pop.init_members(), [], -1, None
+      incumbent, incumbent_id = None, None
     else:
       stored, done = ckpt.newest_config()
       bad = config_lib.incompatible_keys(
@@ -134,17 +145,21 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
                                                      sharding=parallel.replicated(mesh)),
                       jax.eval_shape(pop._init_theta, jax.random.key(0)))}
+      if proven:
+        template["incumbent_theta"] = template["meta_theta"]
       state, done = ckpt.restore(template)
       members, meta_theta = state["members"], state["meta_theta"]
       lineage = ckpt.config(done)["lineage"]
+      incumbent = jax.tree.map(np.asarray, state["incumbent_theta"]) if proven else None
+      incumbent_id = best_of(lineage, done).get("meta_optimizer_next") if proven else None
       log(f"resuming {workdir} after generation {done}")
     atomic_write(root / "config.json", json.dumps(cfg_json, indent=2))
     _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
     ckpt.install_signal_handlers()
 
     def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None,
-                          kept_step=None, steps=None):
-      nonlocal members, lineage
+                          kept_step=None, steps=None, meta_gain=None):
+      nonlocal members, lineage, incumbent, incumbent_id
       fitness = task_fitness.mean(axis=1)
       best = best_member(task_fitness, best_of(lineage, g - 1)["task_fitness"] if g else None,
                          config.best_by, config.dominance_tolerance)
@@ -158,12 +173,21 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
                                      pop.meta_steps(members),
                                      kept_step if config.accept_every else None, best, steps)
+      if proven and incumbent is None:   # generation 0's best is the first incumbent
+        incumbent, incumbent_id = best_theta, {"generation": g, "member": best}
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
+        if proven:
+          r["meta_optimizer_next"] = incumbent_id
+          if meta_gain is not None:
+            gain = meta_gain[r["member"]]
+            r["meta_gain"] = float(gain) if np.isfinite(gain) else None
       members = pop.exploit_explore(members, parents, g)
       if config.meta_optimizer == "elite" and elite_of(lineage, g)["generation"] != g:
         best_theta = meta_theta   # this generation's best is no better: the elite stays
       state = {"members": members, "meta_theta": jax.tree.map(np.asarray, best_theta)}
+      if proven:
+        state["incumbent_theta"] = jax.tree.map(np.asarray, incumbent)
       ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
       ckpt.wait()
       _write_lineage(root, lineage)
@@ -184,15 +208,25 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       # Each member's parent in g-1 is the member whose state it took at the exploit.
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
+      trainers, which = meta_theta, None
+      if proven:   # the incumbent (0) and the challenger, generation g-1's best (1)
+        challenger_id = {"generation": prev["generation"], "member": prev["member"]}
+        split = not same_theta(incumbent, meta_theta)
+        which = (split_members(pop.size, config.seed, g) if split
+                 else np.zeros(pop.size, np.int32))
+        trainers = jax.tree.map(lambda a, b: np.stack([np.asarray(a), np.asarray(b)]),
+                                incumbent, meta_theta)
+        trained_by = [(challenger_id if w else incumbent_id) for w in which]
       loss_sum = np.zeros(pop.size)
       kept = None   # accept: each member's best accepted point so far (the start at first)
-      if config.accept != "always":   # the start, to go back to (step donates the members)
+      if config.accept != "always" or proven:   # (step donates the members)
         start_fitness = pop.task_fitness(members["theta"])
+      if config.accept != "always":   # the start, to go back to
         kept = Kept(pop.restore_point(members), start_fitness, np.zeros(pop.size, np.int64),
                      start_fitness)
       for k in range(config.generation_steps):
         step = (g - 1) * config.generation_steps + k
-        members, meta_loss = pop.step(members, meta_theta, step)
+        members, meta_loss = pop.step(members, trainers, step, which)
         loss_sum += np.asarray(jax.device_get(meta_loss))
         if ckpt.should_stop(step):
           log(f"stopped ({ckpt.stop_signal}) during generation {g}; it is redone on resume.")
@@ -213,8 +247,13 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       if kept is not None:
         members, fitness, kept_step = kept.finish(pop, members, fitness, config.accept, steps)
         accepted = kept_step > 0
+      gain = None
+      if proven:
+        gain = start_fitness.mean(axis=1) - fitness.mean(axis=1)
+        if proven_winner(gain, which):
+          incumbent, incumbent_id = meta_theta, challenger_id
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / steps, came_from,
-                                     accepted, kept_step, steps)
+                                     accepted, kept_step, steps, gain)
       done = g
       log(f"  ({time.perf_counter() - t0:.0f} s so far)")
     best = best_of(lineage, done)

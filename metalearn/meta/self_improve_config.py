@@ -12,7 +12,7 @@ import ml_collections
 from metalearn.meta import config as config_lib
 from metalearn.optimizers import make_rule
 
-META_OPTIMIZERS = ("best", "elite", "own", "adam")
+META_OPTIMIZERS = ("best", "elite", "proven", "own", "adam")
 INITS = ("random", "adam_like")
 ACCEPT = ("always", "improved", "improved_all")
 GENERATION_END = ("steps", "passed")
@@ -31,7 +31,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.generation_steps = 20         # outer steps per member per generation (K)
   c.init = "random"               # random | adam_like
   c.init_scale = 1.0              # random init: rule init + init_scale * N(0, 1) per element
-  c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control)
+  c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control) |
+                                  # proven: half the members are trained by the incumbent (the
+                                  # rule whose members gained most last time), half by the
+                                  # previous generation's best; the half that gained more on
+                                  # fitness names the next incumbent
   c.accept = "always"             # always | improved: a member keeps a generation's training only
                                   # if it improved its fitness (else it goes back to its start) |
                                   # improved_all: ... and no meta-validation task got worse
