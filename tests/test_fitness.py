@@ -26,6 +26,26 @@ def test_fitness_of_losses_scores_progress_and_caps_divergence():
   assert float(fitness_of_losses(losses * 200, 1.0, 10.0)) == pytest.approx(np.log(10.0))
 
 
+def test_fitness_floor_caps_each_task_and_decides_the_best():
+  """With ``fitness_floor`` a task's fitness counts no lower than the floor, so one family
+  driven to a ~0 training loss no longer outvotes the rest."""
+  two = VALID + ({"kind": "linreg", "dim": 3, "seed": 5, "batch_size": 8},)
+  mesh = parallel.make_mesh(2)
+  config = tiny_config(eval_tasks=two, population_size=4, init="random", init_scale=0.3)
+  pop = Population(config, mesh)
+  thetas = jax.vmap(pop._init_theta)(jax.random.split(jax.random.key(1), 4))
+  raw = pop.task_fitness(thetas)
+  floor = float(np.median(raw))
+  assert (raw < floor).any()   # so the floor has something to cap
+  floored = Population(tiny_config(eval_tasks=two, population_size=4, init="random",
+                                   init_scale=0.3, fitness_floor=floor), mesh).task_fitness(thetas)
+  np.testing.assert_allclose(floored, np.maximum(raw, floor), rtol=1e-6)
+  from metalearn.meta.selection import best_member
+  task_fitness = np.array([[-12.0, -1.0], [-5.0, -2.0]])   # member 0 carried by one task
+  assert best_member(task_fitness) == 0
+  assert best_member(np.maximum(task_fitness, -5.0)) == 1
+
+
 def test_fitness_on_a_cnn_validation_task_matches_each_member_alone(tmp_path):
   """A CNN meta-validation family (kernels differ per member, the seeds' batches are shared)
   hit a conv batching rule JAX lacks under shard_map: the whole run failed at generation 0."""

@@ -40,6 +40,7 @@ def lineage(workdir):
     ({"generation_end": "passed"}, "needs accept_every > 0"),
     ({"generation_min_steps": 5}, r"generation_min_steps must be an integer in \[0, "),
     ({"pass_margin": -0.1}, "pass_margin must be a number >= 0"),
+    ({"fitness_floor": 2.0}, "fitness_floor must be a number <= 0"),
     ({"dominance_tolerance": -1.0}, "dominance_tolerance must be a number >= 0"),
     ({"meta_optimizer_rule_kwargs": {"bogus": 1}}, "meta_optimizer_rule_kwargs=.*unexpected"),
     ({"rule": "scaled_lopt", "meta_optimizer_rule_kwargs": {"hidden_size": 8}},

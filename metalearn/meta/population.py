@@ -158,7 +158,8 @@ class Population:
   # -- one outer step of every member ------------------------------------------------------------
   def _member_step(self, member, meta_thetas, which, datas, key, restart):
     est, theta = self.estimator, member["theta"]
-    meta_theta = jax.tree.map(lambda m: m[which], meta_thetas)   # this member's meta-optimizer
+    meta_theta = (meta_thetas if which is None   # one rule for all, or this member's of a stack
+                  else jax.tree.map(lambda m: m[which], meta_thetas))
     grad_sum, weight, meta_loss, runs = None, 0.0, 0.0, []
     for i, (problem, r) in enumerate(zip(self.problems(datas), member["runs"])):
       keys = jax.random.split(jax.random.fold_in(key, i), self.config.population_per_task)
@@ -200,22 +201,24 @@ class Population:
     ``meta_theta``: the meta-parameters of the rule that trains every member; or, with ``which``
     ([P] ints), a stack of K rules' meta-parameters (leading axis K), member i trained by rule
     ``which[i]`` (``meta_optimizer="proven"``: the incumbent and the challenger)."""
-    if which is None:
-      meta_theta = jax.tree.map(lambda x: np.asarray(x)[None], meta_theta)
-      which = np.zeros(self.size, np.int32)
     if self._step_fn is None:
       self._step_fn = jax.jit(self._step, out_shardings=(self._pop, self._pop),
                               donate_argnums=(0,), compiler_options=self._jit_options)
     key = jax.random.fold_in(jax.random.key(self.config.seed), 1_000_000 + step)
     restart = jnp.asarray(self.restarts_outer_state(step))
-    which = jax.device_put(np.asarray(which, np.int32), self._pop)
+    if which is not None:
+      which = jax.device_put(np.asarray(which, np.int32), self._pop)
     return self._step_fn(members, meta_theta, which, self.datas, key, restart)
 
   # -- fitness on the meta-validation tasks (fitness.py) -----------------------------------------
   def task_fitness(self, thetas) -> np.ndarray:
     """[P, T] fitness of the members' rules on each of the T meta-validation tasks (lower is
-    better; see ``fitness.py``), each the mean over ``fitness_seeds`` runs."""
-    return self.fit.task_fitness(thetas)
+    better; see ``fitness.py``), each the mean over ``fitness_seeds`` runs, and no lower than
+    ``fitness_floor`` when that is set (< 0). Every decision (acceptance, the best, PBT, the
+    proven meta-optimizer) and the lineage use these values."""
+    tf = self.fit.task_fitness(thetas)
+    floor = self.config.fitness_floor
+    return np.maximum(tf, floor) if floor < 0 else tf
 
   def fitness(self, thetas) -> np.ndarray:
     """[P] fitness of the members' rules: the mean of ``task_fitness`` over the tasks."""

@@ -75,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.fitness_horizons = ()         # one horizon per eval_task (overrides fitness_horizon), e.g. a
                                   # CNN family shorter than the rest; (): fitness_horizon for all
   c.fitness_seeds = 2
+  c.fitness_floor = 0.0           # F < 0: each task's fitness counts no lower than F (a loss
+                                  # cut e^-F-fold gets no more credit), so the families whose
+                                  # training loss can be driven to ~0 do not outvote the rest;
+                                  # 0: no floor
   # The report's held-out evaluation of each generation's best rule vs tuned baselines.
   c.heldout_suite = "out_of_distribution"
   c.heldout_tasks = ()            # task ids of that suite (empty: the whole suite)
@@ -139,6 +143,10 @@ def validate(config, num_devices: int) -> None:
   need(isinstance(c.dominance_tolerance, (int, float))
        and not isinstance(c.dominance_tolerance, bool) and c.dominance_tolerance >= 0,
        f"dominance_tolerance must be a number >= 0, got {c.dominance_tolerance!r}.")
+  need(isinstance(c.fitness_floor, (int, float)) and not isinstance(c.fitness_floor, bool)
+       and c.fitness_floor <= 0,
+       f"fitness_floor must be a number <= 0 (e.g. -5.0: no credit for a loss cut more than "
+       f"e^5-fold; 0: no floor), got {c.fitness_floor!r}.")
   need(c.best_by in BEST_BY, f"best_by must be one of {BEST_BY}, got {c.best_by!r}.")
   need(c.init in INITS, f"init must be one of {INITS}, got {c.init!r}.")
   need(c.meta_optimizer in META_OPTIMIZERS,
