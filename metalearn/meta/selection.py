@@ -2,8 +2,7 @@
 generation's training (``accepted_members``), which point of a generation a member keeps
 (``Kept``, with ``accept_every``), how members are ordered (``member_score``), and which member
 is a generation's best (``best_member``; ``best_of`` and ``elite_of`` read it back from the
-lineage), and which rule trains whom with ``meta_optimizer="proven"`` (``split_members``,
-``proven_winner``).
+lineage).
 All on the host, from [P, T] task fitness (lower is better; non-finite counts as worst).
 """
 from __future__ import annotations
@@ -89,36 +88,6 @@ def elite_of(lineage: list, generation: int) -> dict:
   bests = [r for r in lineage if r["generation"] <= generation and r["best"]]
   key = lambda r: (r["fitness"] if np.isfinite(r["fitness"]) else np.inf, r["generation"])
   return min(bests, key=key)
-
-
-def split_members(size: int, seed: int, generation: int) -> np.ndarray:
-  """[P] int32, ``meta_optimizer="proven"``: 1 for a random half of the members (trained by the
-  challenger), 0 for the rest (the incumbent). Drawn on the host from (seed, generation), so it
-  never depends on the device count."""
-  which = np.zeros(size, np.int32)
-  which[np.random.default_rng([seed, 3, generation]).permutation(size)[:size // 2]] = 1
-  return which
-
-
-def proven_winner(gain, which) -> bool:
-  """Whether the challenger (``which == 1``) trained its half to a higher mean fitness gain
-  ([P] start minus kept fitness; a non-finite gain, a member whose training diverged, counts as
-  the lowest finite one) than the incumbent's half. Ties, and a generation without a
-  challenger, keep the incumbent."""
-  gain = np.asarray(gain, np.float64)
-  finite = np.isfinite(gain)
-  gain = np.where(finite, gain, gain[finite].min() if finite.any() else 0.0)
-  which = np.asarray(which)
-  if not (which == 1).any() or not (which == 0).any():
-    return False
-  return bool(gain[which == 1].mean() > gain[which == 0].mean())
-
-
-def same_theta(a, b) -> bool:
-  """Whether two rules' meta-parameters are the same arrays (value for value)."""
-  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
-                                    for x, y in zip(la, lb))
 
 
 def rank_score(task_fitness) -> np.ndarray:

@@ -13,12 +13,10 @@ generation g = 1 .. ``num_generations``:
    the default), by the best rule of any generation so far (``"elite"``), by its own rule
    (``"own"``), or by Adam (``"adam"``, the control), always with
    the member's own meta-optimizer state (see ``population.py``). With ``"proven"`` a rule must
-   earn the job: a random half of the members is trained by the incumbent, the other half by
-   generation g-1's best (the challenger; when the two are the same rule, it trains everyone),
-   and the rule whose half gained more mean fitness over the generation (start minus kept,
-   ``meta_gain`` in the lineage) is the next incumbent (``meta_optimizer_next``). Generation 0's
-   best is the first incumbent. A rule that trains small nets well is not always one that
-   trains rules well; this keeps the one that does;
+   earn the job (``proven.py``): half the members are trained by the incumbent, half by the
+   challenger (generation g-1's best member whose rule is not the incumbent's), and the rule
+   whose half gained more mean fitness over the generation (start minus kept, ``meta_gain`` in
+   the lineage) is the next incumbent (``meta_optimizer_next``; ``challenger_next``);
 2. its fitness is measured on the meta-validation tasks (lower is better: the mean over the
    tasks, each recorded in the lineage as ``task_fitness``); with ``accept="improved"`` a member
    whose fitness did not improve on its fitness at the start of the generation (measured then,
@@ -66,8 +64,8 @@ from metalearn.files import atomic_write
 from metalearn.meta import config as config_lib
 from metalearn.meta.population import Population
 from metalearn.meta.selection import (Kept, accepted_members, best_member, best_of,  # noqa: F401
-                                      elite_of, member_score, passing_members, proven_winner,
-                                      rank_score, same_theta, split_members)
+                                      elite_of, member_score, passing_members, rank_score)
+from metalearn.meta.proven import Contest
 from metalearn.meta.self_improve_config import (ACCEPT, BEST_BY, GENERATION_END,  # noqa: F401
                                                RESUMABLE, default_config, load_config, validate)
 from metalearn.meta.train import check_workdir
@@ -128,7 +126,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
   try:
     if ckpt.latest_step() is None:
       members, lineage, done, meta_theta = pop.init_members(), [], -1, None
-      incumbent, incumbent_id = None, None
+      contest = Contest() if proven else None
     else:
       stored, done = ckpt.newest_config()
       bad = config_lib.incompatible_keys(
@@ -146,12 +144,11 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
                                                      sharding=parallel.replicated(mesh)),
                       jax.eval_shape(pop._init_theta, jax.random.key(0)))}
       if proven:
-        template["incumbent_theta"] = template["meta_theta"]
+        template |= {k: template["meta_theta"] for k in Contest().state()}
       state, done = ckpt.restore(template)
       members, meta_theta = state["members"], state["meta_theta"]
       lineage = ckpt.config(done)["lineage"]
-      incumbent = jax.tree.map(np.asarray, state["incumbent_theta"]) if proven else None
-      incumbent_id = best_of(lineage, done).get("meta_optimizer_next") if proven else None
+      contest = Contest.restore(state, best_of(lineage, done)) if proven else None
       log(f"resuming {workdir} after generation {done}")
     atomic_write(root / "config.json", json.dumps(cfg_json, indent=2))
     _write_lineage(root, lineage)   # the checkpoint's lineage is the truth (see module doc)
@@ -159,7 +156,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
 
     def finish_generation(g, task_fitness, trained_by, meta_loss, came_from, accepted=None,
                           kept_step=None, steps=None, meta_gain=None):
-      nonlocal members, lineage, incumbent, incumbent_id
+      nonlocal members, lineage
       fitness = task_fitness.mean(axis=1)
       best = best_member(task_fitness, best_of(lineage, g - 1)["task_fitness"] if g else None,
                          config.best_by, config.dominance_tolerance)
@@ -173,12 +170,12 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       lineage = lineage + _records(g, task_fitness, came_from, trained_by, meta_loss, accepted,
                                      pop.meta_steps(members),
                                      kept_step if config.accept_every else None, best, steps)
-      if proven and incumbent is None:   # generation 0's best is the first incumbent
-        incumbent, incumbent_id = best_theta, {"generation": g, "member": best}
+      if proven:   # before PBT changes the members
+        contest.next_challenger(g, task_fitness, jax.device_get(members["theta"]), config.best_by)
       for r in lineage[-len(fitness):]:
         r["parent_next"] = int(parents[r["member"]])   # whom it becomes in generation g+1
         if proven:
-          r["meta_optimizer_next"] = incumbent_id
+          r |= contest.records()
           if meta_gain is not None:
             gain = meta_gain[r["member"]]
             r["meta_gain"] = float(gain) if np.isfinite(gain) else None
@@ -187,7 +184,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
         best_theta = meta_theta   # this generation's best is no better: the elite stays
       state = {"members": members, "meta_theta": jax.tree.map(np.asarray, best_theta)}
       if proven:
-        state["incumbent_theta"] = jax.tree.map(np.asarray, incumbent)
+        state |= contest.state()
       ckpt.save(g, state, {"format": FORMAT, "config": cfg_json, "lineage": lineage})
       ckpt.wait()
       _write_lineage(root, lineage)
@@ -209,14 +206,8 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       came_from = {r["member"]: r["parent_next"] for r in lineage if r["generation"] == g - 1}
       came_from = [came_from[i] for i in range(pop.size)]
       trainers, which = meta_theta, None
-      if proven:   # the incumbent (0) and the challenger, generation g-1's best (1)
-        challenger_id = {"generation": prev["generation"], "member": prev["member"]}
-        split = not same_theta(incumbent, meta_theta)
-        which = (split_members(pop.size, config.seed, g) if split
-                 else np.zeros(pop.size, np.int32))
-        trainers = jax.tree.map(lambda a, b: np.stack([np.asarray(a), np.asarray(b)]),
-                                incumbent, meta_theta)
-        trained_by = [(challenger_id if w else incumbent_id) for w in which]
+      if proven:   # the incumbent (0) and the challenger (1), each half the members
+        trainers, which, trained_by = contest.plan(pop.size, config.seed, g)
       loss_sum = np.zeros(pop.size)
       kept = None   # accept: each member's best accepted point so far (the start at first)
       if config.accept != "always" or proven:   # (step donates the members)
@@ -250,8 +241,7 @@ def self_improve(config, workdir: str, *, mesh=None, progress: bool | None = Non
       gain = None
       if proven:
         gain = start_fitness.mean(axis=1) - fitness.mean(axis=1)
-        if proven_winner(gain, which):
-          incumbent, incumbent_id = meta_theta, challenger_id
+        contest.settle(gain, which)
       meta_theta = finish_generation(g, fitness, trained_by, loss_sum / steps, came_from,
                                      accepted, kept_step, steps, gain)
       done = g
