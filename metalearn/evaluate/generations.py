@@ -30,8 +30,9 @@ PLOTS = "plots"
 MODES = {"best": "the previous generation's best rule trains every member",
          "elite": "the best rule of any generation so far trains every member",
          "own": "each member's own rule trains it",
-         "proven": "half the members are trained by the incumbent, half by the previous "
-                   "generation's best; the half that gained more fitness names the next incumbent",
+         "proven": "half the members are trained by the incumbent, half by the challenger (the "
+                   "previous generation's best member whose rule is not the incumbent's); the "
+                   "half that gained more fitness names the next incumbent",
          "adam": "the control: Adam trains every member"}
 
 

@@ -34,8 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.meta_optimizer = "best"       # best | elite (best so far) | own | adam (the control) |
                                   # proven: half the members are trained by the incumbent (the
                                   # rule whose members gained most last time), half by the
-                                  # previous generation's best; the half that gained more on
-                                  # fitness names the next incumbent
+                                  # challenger (the previous generation's best member whose
+                                  # rule is not the incumbent's); the half that gained more
+                                  # fitness names the next incumbent (proven.py)
   c.accept = "always"             # always | improved: a member keeps a generation's training only
                                   # if it improved its fitness (else it goes back to its start) |
                                   # improved_all: ... and no meta-validation task got worse
