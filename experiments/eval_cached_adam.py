@@ -94,7 +94,8 @@ def main():
              "adam_test": adam_entry["final_test_loss"], "rule_diverged": entry["diverged_seeds"],
              "rule_seconds": entry["seconds"], "adam_source": source}
       out[o]["tasks"].append(row)
-      print(f"{o:28s} {item.id:55s} speedup {sp:5.2f}  final {row['rule_final']:.4g} vs adam "
+      final = "none (diverged)" if row["rule_final"] is None else f"{row['rule_final']:.4g}"
+      print(f"{o:28s} {item.id:55s} speedup {sp:5.2f}  final {final} vs adam "
             f"{row['adam_final']:.4g} (lr {row['adam_lr']:.0e})  [{counts}]", flush=True)
   for o, r in out.items():
     r["summary"] = metrics.summarize([t["speedup"] for t in r["tasks"]])
