@@ -8,7 +8,7 @@
 from metalearn import optimizers, tasks
 from metalearn.api import load_optimizer, pretrained, pretrained_names, pretrained_rule
 
-__version__ = "0.10.0"
+__version__ = "0.12.0"
 
 __all__ = ["optimizers", "tasks", "load_optimizer", "pretrained", "pretrained_names",
            "pretrained_rule"]
