@@ -14,9 +14,10 @@ set. All members are stacked along a leading axis of size ``P`` that is sharded 
 a device. Members never communicate inside a step, so every member's computation is the same
 on 1 and on 8 devices (keys are split per member, not per device).
 
-The meta-optimizers (``config.meta_optimizer``: best, elite, proven, own, adam) and the horizon a learned
-one is told (``meta_optimizer_horizon``) are described in ``self_improve.py``'s docstring and
-config; ``outer_tx`` and ``restarts_outer_state`` implement them.
+The meta-optimizers (``config.meta_optimizer``: best, elite, proven, own, adam) and the horizon
+a learned one is told (``meta_optimizer_horizon``) are described in ``self_improve.py``'s
+docstring and config; ``outer_tx`` and ``restarts_outer_state`` implement them (``step`` takes
+one rule, or a stack and each member's index into it for ``proven``).
 """
 from __future__ import annotations
 
