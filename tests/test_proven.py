@@ -85,7 +85,7 @@ def test_proven_lineage_follows_the_rule_and_resumes_exactly(tmp_path):
   assert lineage(part) == recs
   from metalearn.evaluate import generations
   text = open(generations.write_generations_report(whole, evaluate=False)).read()
-  assert " vs " in text and "; next: gen " in text
+  assert " vs challenger gen " in text and "| incumbent gen " in text and "; next: gen " in text
 
 
 def test_the_challenger_is_the_best_member_whose_rule_differs_from_the_incumbent():

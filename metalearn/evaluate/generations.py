@@ -169,18 +169,23 @@ def _name(t) -> str:
   return t if isinstance(t, str) else f"gen {t['generation']} member {t['member']}"
 
 
-def _trainer(rs) -> str:
-  """Who trained a generation's members: one rule, or (``"proven"``) the incumbent and the
-  challenger, each with its members' mean fitness gain, and which of them goes on."""
+def _trainer(rs, incumbent=None) -> str:
+  """Who trained a generation's members: one rule, or (``"proven"``) the incumbent (``incumbent``,
+  the previous generation's ``meta_optimizer_next``) and the challenger, each with its members'
+  mean fitness gain, and which of them goes on."""
   if rs[0].get("trained_by") is None:
     return "— (initial)"
   names = [_name(r["trained_by"]) for r in rs]
   if len(set(names)) == 1:
     return names[0]
+  first = _name(incumbent) if incumbent else None
+  order = sorted(dict.fromkeys(names), key=lambda n: n != first)   # the incumbent first
   parts = []
-  for n in dict.fromkeys(names):
+  for n in order:
     gains = [r["meta_gain"] for r, m in zip(rs, names) if m == n and r.get("meta_gain") is not None]
-    parts.append(f"{n} ({names.count(n)}" + (f", gain {np.mean(gains):.3g}" if gains else "") + ")")
+    role = ("incumbent " if n == first else "challenger ") if first in names else ""
+    parts.append(f"{role}{n} ({names.count(n)}"
+                 + (f", gain {np.mean(gains):.3g}" if gains else "") + ")")
   nxt = rs[0].get("meta_optimizer_next")
   return " vs ".join(parts) + (f"; next: {_name(nxt)}" if nxt else "")
 
@@ -257,7 +262,7 @@ def write_generations_report(directory: str, *, evaluate: bool = True,
     copies = [f"{r['member']}<-{r['parent']}" for r in rs
               if r.get("parent") is not None and r["parent"] != r["member"]]
     steps = rs[0].get("steps", config.get("generation_steps")) if g else 0
-    lines.append(f"| {g} | {steps} | {_trainer(rs)} | {best['member']} | {_f(best['fitness'])} | "
+    lines.append(f"| {g} | {steps} | {_trainer(rs, gens.get(g - 1, [{}])[0].get('meta_optimizer_next'))} | {best['member']} | {_f(best['fitness'])} | "
                  f"{_f(float(np.median([r['fitness'] for r in rs])))} | {_kept(rs)} | "
                  f"{', '.join(copies) or '—'} | {_f(scores.get(g))} |")
   if ratios:
