@@ -28,6 +28,9 @@ families were chosen after seeing held-out results; the held-out tasks themselve
 trained on or scored by fitness (the config validator rejects a meta-validation task that is a
 meta-training one, and none of these is an out-of-distribution suite task).
 
+Measured (0.12.0, shared 2-core CPU, 2026-12-08): 582 s for the whole CLI run (runs/si_kinds2),
+528 s for its Adam control; numbers in docs/self_improvement.md, "0.12.0".
+
     flock /tmp/metalearn-long.lock nice -n 5 metalearn self-improve \\
         --config experiments/self_improve_kinds.py --workdir runs/si_kinds
     metalearn report runs/si_kinds

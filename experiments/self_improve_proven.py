@@ -16,6 +16,10 @@ step). A first version, whose challenger was always the previous generation's be
 (runs/si_proven): no member passed generation 0's best, so the challenger was the incumbent and
 the random rule trained everyone for 4 generations.
 
+Measured (0.12.0, shared 2-core CPU, 2026-12-08): the loop took 564 s (runs/si_proven2; 945 s
+of wall time, with a report and tests running beside it); numbers in docs/self_improvement.md,
+"0.12.0".
+
 Everything else is self_improve_kinds.py's, so its Adam control (runs/si_kinds2_adam) is this
 recipe's control too (meta_optimizer=adam ignores the choice).
 
