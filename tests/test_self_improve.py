@@ -435,8 +435,10 @@ def test_control_modes_and_report(mode, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_results_on_1_and_8_devices(tmp_path):
-  config = tiny_config(population_size=8, exploit_fraction=0.25, num_generations=2)
+@pytest.mark.parametrize("mode", ["best", "proven"])
+def test_same_results_on_1_and_8_devices(mode, tmp_path):
+  config = tiny_config(population_size=8, exploit_fraction=0.25, num_generations=2,
+                       meta_optimizer=mode)
   runs = [si.self_improve(config, str(tmp_path / f"d{n}"), mesh=parallel.make_mesh(n))
           for n in (1, 8)]
   one, eight = (lineage(str(tmp_path / f"d{n}")) for n in (1, 8))
@@ -446,6 +448,9 @@ def test_same_results_on_1_and_8_devices(tmp_path):
                              rtol=1e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(runs[0].best_theta), jax.tree.leaves(runs[1].best_theta)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  if mode == "proven":   # the same contest: who trained whom, and who won
+    assert [(x["trained_by"], x["meta_optimizer_next"]) for x in one] == [
+        (x["trained_by"], x["meta_optimizer_next"]) for x in eight]
 
 
 @pytest.mark.slow
