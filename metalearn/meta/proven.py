@@ -43,10 +43,10 @@ def proven_winner(gain, which) -> bool:
 
 
 def same_theta(a, b) -> bool:
-  """Whether two rules' meta-parameters are the same arrays (value for value)."""
+  """Whether two rules' meta-parameters are the same tree of the same arrays (value for value)."""
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
-                                    for x, y in zip(la, lb))
+  return (jax.tree.structure(a) == jax.tree.structure(b)
+          and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)))
 
 
 @dataclasses.dataclass
